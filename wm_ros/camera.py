@@ -79,7 +79,12 @@ class CameraModel:
     ) -> CameraModel:
         """Build from a translation and an (x, y, z, w) quaternion of the optical frame."""
         return cls(
-            width, height, k, np.zeros(5) if d is None else d, translation, quat_to_matrix(quat_xyzw)
+            width,
+            height,
+            k,
+            np.zeros(5) if d is None else d,
+            translation,
+            quat_to_matrix(quat_xyzw),
         )
 
     def with_size(self, width: int, height: int) -> CameraModel:

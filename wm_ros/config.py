@@ -98,7 +98,7 @@ class TaskConfig(ConfigBase):
     reach_tolerance_m: float = 0.02
     reach_joint_tolerance_rad: float = 0.15
     push_tolerance_m: float = 0.03
-    push_min_displacement_m: float = 0.12
+    push_min_displacement_m: float = 0.20
     goal_steps: int = 40
 
     def __post_init__(self) -> None:
@@ -134,9 +134,9 @@ class SimConfig(ConfigBase):
     image_height: int = 64
     physics_dt: float = 0.002
     control_dt: float = 0.1
-    camera_position: tuple[float, ...] = (0.45, -0.75, 0.85)
-    camera_lookat: tuple[float, ...] = (0.45, 0.0, 0.0)
-    camera_fovy_deg: float = 45.0
+    camera_position: tuple[float, ...] = (0.32, -0.7, 0.9)
+    camera_lookat: tuple[float, ...] = (0.32, 0.0, 0.0)
+    camera_fovy_deg: float = 50.0
     seed: int = 0
     task: TaskConfig = field(default_factory=TaskConfig)
 
@@ -203,3 +203,107 @@ class SimNodeConfig(ConfigBase):
     def tick_substeps(self) -> int:
         """Physics steps per timer tick."""
         return round(self.tick_s / self.sim.physics_dt)
+
+
+def _parse_hex_color(text: str, where: str) -> tuple[float, float, float]:
+    """'#rrggbb' -> (r, g, b) in [0, 1]."""
+    s = str(text).strip().lstrip("#")
+    if len(s) != 6 or any(ch not in "0123456789abcdefABCDEF" for ch in s):
+        raise ValueError(f"{where}: expected a colour '#rrggbb', got {text!r}")
+    return (int(s[0:2], 16) / 255.0, int(s[2:4], 16) / 255.0, int(s[4:6], 16) / 255.0)
+
+
+@dataclass(frozen=True)
+class PromptConfig(ConfigBase):
+    """Visual action prompts: a robot pose drawn as a skeleton image (arXiv 2508.13104).
+
+    Keypoints (link origins and the tool point) come from forward kinematics of the URDF, are
+    projected through the camera and drawn as anti-aliased, per-link coloured segments with dots
+    at the joints, on black. Sizes in pixels are at the prompt resolution.
+
+    Attributes:
+        image_width, image_height: prompt size, pixels; the camera's intrinsics are rescaled to
+            it (`CameraModel.with_size`).
+        channels: 3 for RGB (a colour per link) or 1 for grey (brightness only).
+        base_link: the frame FK and the camera pose are expressed in; "" means the URDF root.
+        tool_link: the link whose origin (plus `tool_offset`) is the tool point; it must be
+            reachable from the base link.
+        tool_offset: (3,) tool point in the tool link's frame, metres.
+        skeleton_links: links whose origins are keypoints, each joined to its nearest listed
+            ancestor; empty selects the chain base -> tool link plus gripper fingers if any.
+        line_width_px: full width of a link segment, pixels (anti-aliased over one more pixel).
+        joint_radius_px: radius of the dot drawn at each joint keypoint, pixels.
+        tool_radius_px: radius of the dot marking the tool point, pixels.
+        depth_near_m, depth_far_m: distances along the optical axis (metres) drawn at full and at
+            `depth_min_brightness` brightness; linear in between, clamped outside.
+        depth_min_brightness: brightness factor (0, 1] at `depth_far_m`; 1 turns the depth
+            cue off.
+        palette: colours '#rrggbb' of the segments in skeleton edge order (cycled when there
+            are more edges); the default matches the simulated arm's link colours.
+        joint_color: colour of the joint dots, '#rrggbb'.
+        tool_color: colour of the tool-point dot, '#rrggbb'.
+    """
+
+    image_width: int = 64
+    image_height: int = 64
+    channels: int = 3
+    base_link: str = ""
+    tool_link: str = "tool"
+    tool_offset: tuple[float, ...] = (0.0, 0.0, 0.0)
+    skeleton_links: tuple[str, ...] = ()
+    line_width_px: float = 1.5
+    joint_radius_px: float = 1.5
+    tool_radius_px: float = 2.0
+    depth_near_m: float = 0.7
+    depth_far_m: float = 1.5
+    depth_min_brightness: float = 0.4
+    palette: tuple[str, ...] = (
+        "#4d4d52",  # base: grey
+        "#d92626",  # red
+        "#26b340",  # green
+        "#2659e6",  # blue
+        "#f2cc1a",  # yellow
+        "#26c6da",  # cyan
+        "#ff8c1a",  # orange
+        "#8c4de6",  # purple
+    )
+    joint_color: str = "#ffffff"
+    tool_color: str = "#cc33cc"
+
+    def __post_init__(self) -> None:
+        if not 4 <= self.image_width <= 4096 or not 4 <= self.image_height <= 4096:
+            size = f"{self.image_width}x{self.image_height}"
+            raise ValueError(f"prompt size must be within 4..4096 pixels, got {size}")
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {self.channels}")
+        if not self.tool_link:
+            raise ValueError("tool_link must name a link of the URDF")
+        if len(self.tool_offset) != 3:
+            raise ValueError(f"tool_offset needs 3 values (metres), got {self.tool_offset}")
+        if not 0.25 <= self.line_width_px <= 64:
+            raise ValueError(f"line_width_px must be within [0.25, 64], got {self.line_width_px}")
+        for name in ("joint_radius_px", "tool_radius_px"):
+            if not 0.0 <= getattr(self, name) <= 64:
+                raise ValueError(f"{name} must be within [0, 64] pixels")
+        if not 0.0 < self.depth_near_m < self.depth_far_m:
+            raise ValueError(
+                f"need 0 < depth_near_m < depth_far_m, got {self.depth_near_m}, {self.depth_far_m}"
+            )
+        if not 0.0 < self.depth_min_brightness <= 1.0:
+            raise ValueError("depth_min_brightness must be within (0, 1]")
+        if not self.palette:
+            raise ValueError("palette needs at least one colour")
+        for i, color in enumerate(self.palette):
+            _parse_hex_color(color, f"palette[{i}]")
+        _parse_hex_color(self.joint_color, "joint_color")
+        _parse_hex_color(self.tool_color, "tool_color")
+
+    def palette_rgb(self) -> list[tuple[float, float, float]]:
+        """Palette as (r, g, b) floats in [0, 1]."""
+        return [_parse_hex_color(c, "palette") for c in self.palette]
+
+    def joint_rgb(self) -> tuple[float, float, float]:
+        return _parse_hex_color(self.joint_color, "joint_color")
+
+    def tool_rgb(self) -> tuple[float, float, float]:
+        return _parse_hex_color(self.tool_color, "tool_color")

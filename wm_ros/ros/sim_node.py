@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState
@@ -24,7 +22,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
 
 from wm_ros.config import SimNodeConfig
-from wm_ros.ros import diagnostics
+from wm_ros.ros import diagnostics, topics
 from wm_ros.ros.conversions import (
     camera_model_to_info,
     numpy_to_image,
@@ -32,12 +30,9 @@ from wm_ros.ros.conversions import (
     vector_to_joint_state,
 )
 from wm_ros.ros.params import declare_config
+from wm_ros.ros.qos import latched_qos
 from wm_ros.sim import TabletopSim
 from wm_ros.trajectory import TrajectoryError, TrajectoryFollower, validate_trajectory
-
-LATCHED = QoSProfile(
-    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
-)
 
 
 class SimNode(Node):
@@ -61,15 +56,15 @@ class SimNode(Node):
         self._wall_start = self.get_clock().now()
         self._sim_elapsed = 0.0
 
-        self.image_pub = self.create_publisher(Image, "/camera/image_raw", 5)
-        self.info_pub = self.create_publisher(CameraInfo, "/camera/camera_info", 5)
-        self.joint_pub = self.create_publisher(JointState, "/joint_states", 10)
-        self.goal_pub = self.create_publisher(Image, "/wm/goal_image", LATCHED)
-        self.diag_pub = self.create_publisher(diagnostics.DiagnosticArray, "/diagnostics", 10)
+        self.image_pub = self.create_publisher(Image, topics.IMAGE, 5)
+        self.info_pub = self.create_publisher(CameraInfo, topics.CAMERA_INFO, 5)
+        self.joint_pub = self.create_publisher(JointState, topics.JOINT_STATES, 10)
+        self.goal_pub = self.create_publisher(Image, topics.GOAL_IMAGE, latched_qos())
+        self.diag_pub = self.create_publisher(diagnostics.DiagnosticArray, topics.DIAGNOSTICS, 10)
         self.clock_pub = (
-            self.create_publisher(Clock, "/clock", 10) if self.cfg.publish_clock else None
+            self.create_publisher(Clock, topics.CLOCK, 10) if self.cfg.publish_clock else None
         )
-        self.create_subscription(JointTrajectoryMsg, "/wm/plan", self._on_plan, 10)
+        self.create_subscription(JointTrajectoryMsg, topics.PLAN, self._on_plan, 10)
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.create_timer(self.cfg.tick_s / self.cfg.real_time_factor, self._on_tick)
         self.create_timer(1.0 / self.cfg.diagnostics_rate_hz, self._publish_diagnostics)
@@ -144,9 +139,7 @@ class SimNode(Node):
             self._publish_diagnostics()
             return
         self._plans_accepted += 1
-        self._follower = TrajectoryFollower(
-            traj, self._plan_start(msg), self.sim.joint_positions()
-        )
+        self._follower = TrajectoryFollower(traj, self._plan_start(msg), self.sim.joint_positions())
 
     def _plan_start(self, msg: JointTrajectoryMsg) -> float:
         """Simulated time at which the plan's time_from_start counts from.

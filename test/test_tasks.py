@@ -1,0 +1,170 @@
+"""Tasks (goals are reachable, distinct from the start, and succeed on their own goal state),
+scripted controllers, the random baseline and the exploration policy."""
+
+import numpy as np
+import pytest
+
+from wm_ros.config import SimConfig, TaskConfig
+from wm_ros.sim import TabletopSim
+from wm_ros.sim.exploration import ExplorationPolicy
+from wm_ros.sim.scene import START_CLEARANCE_M
+from wm_ros.sim.scripted import (
+    CONTACT_DISTANCE,
+    PushController,
+    RandomSmoothPolicy,
+    ReachController,
+    run_policy,
+    scripted_policy,
+    solve_ik,
+)
+
+SEEDS = (0, 1, 2)
+
+
+@pytest.fixture(scope="module")
+def push_sim():
+    with TabletopSim(SimConfig(task=TaskConfig(kind="push"))) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def reach_sim():
+    with TabletopSim(SimConfig(task=TaskConfig(kind="reach"))) as s:
+        yield s
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_push_goal_is_reachable_far_enough_and_restored_from(push_sim, seed):
+    sim = push_sim
+    sim.reset(seed)
+    task = sim.task
+    assert task.kind == "push"
+    # The sim is back at the start state: time zero, puck where it started, arm clear of it.
+    assert sim.time == 0.0
+    np.testing.assert_allclose(sim.puck_position(), task.start_puck)
+    gap = np.linalg.norm(sim.tool_position()[:2] - sim.puck_position()[:2])
+    assert gap >= START_CLEARANCE_M
+    moved = np.linalg.norm(task.goal_puck[:2] - task.start_puck[:2])
+    assert moved >= sim.cfg.task.push_min_displacement_m
+    assert task.distance(sim) == pytest.approx(np.linalg.norm(task.goal_puck - sim.puck_position()))
+    assert not task.success(sim)
+    assert not np.array_equal(task.goal_image, sim.render())
+    # At its own goal state the task succeeds, and the camera sees the goal image.
+    start = sim.get_state()
+    sim.set_state(task.goal_state)
+    assert task.success(sim) and task.distance(sim) < 1e-9
+    np.testing.assert_array_equal(sim.render(), task.goal_image)
+    sim.set_state(start)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_reach_goal_moves_the_arm_and_succeeds_on_itself(reach_sim, seed):
+    sim = reach_sim
+    sim.reset(seed)
+    task = sim.task
+    assert task.kind == "reach"
+    assert task.goal_joints.shape == (4,) and task.goal_image.shape == (64, 64, 3)
+    assert np.linalg.norm(task.goal_tool - sim.tool_position()) >= 0.1
+    assert not task.success(sim)
+    start = sim.get_state()
+    sim.set_state(task.goal_state)
+    assert task.success(sim)
+    np.testing.assert_allclose(sim.joint_positions(), task.goal_joints)
+    # The reach motion kept clear of the puck: it has not moved.
+    np.testing.assert_allclose(sim.puck_position(), task.start_puck, atol=1e-4)
+    sim.set_state(start)
+
+
+def test_reach_success_needs_the_joints_too(reach_sim):
+    sim = reach_sim
+    sim.reset(0)
+    task = sim.task
+    sim.set_state(task.goal_state)
+    assert task.success(sim)
+    # Same tool point, other arm configuration: move joint 4 a lot, re-solve joints 1-3 by IK.
+    q = task.goal_joints.copy()
+    q[3] += 0.6
+    sim.set_joint_positions(solve_ik(sim, task.goal_tool[:2], q, iters=50))
+    assert task.distance(sim) < sim.cfg.task.reach_tolerance_m
+    assert not task.success(sim)
+
+
+def test_task_arrays_are_read_only(push_sim):
+    push_sim.reset(0)
+    with pytest.raises(ValueError):
+        push_sim.task.goal_image[0, 0, 0] = 1
+    with pytest.raises(ValueError):
+        push_sim.task.goal_joints[0] = 1.0
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_scripted_push_succeeds_and_random_actions_do_not(push_sim, seed):
+    sim = push_sim
+    sim.reset(seed)
+    start = sim.get_state()
+    run_policy(sim, scripted_policy(sim.task), sim.cfg.task.episode_steps)
+    assert sim.task.success(sim), sim.task.distance(sim)
+    sim.set_state(start)
+    run_policy(sim, RandomSmoothPolicy(seed), sim.cfg.task.episode_steps)
+    assert not sim.task.success(sim)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_scripted_reach_succeeds(reach_sim, seed):
+    sim = reach_sim
+    sim.reset(seed)
+    policy = scripted_policy(sim.task)
+    assert isinstance(policy, ReachController)
+    run_policy(sim, policy, sim.cfg.task.episode_steps)
+    assert sim.task.success(sim)
+
+
+def test_push_controller_gets_behind_a_puck_it_faces(push_sim):
+    """Pusher in front of the puck (between it and the goal): it must go round, not through."""
+    sim = push_sim
+    sim.reset(0)
+    goal = np.array([0.30, 0.15])
+    sim.set_puck(np.array([0.45, 0.0]))
+    # Put the tip between the puck and the goal.
+    sim.set_joint_positions(solve_ik(sim, np.array([0.38, 0.07]), sim.joint_positions(), iters=50))
+    controller = PushController(goal)
+    controller.reset(sim)
+    start = sim.puck_position()[:2]
+    for _ in range(6):  # the first steps only go round the puck
+        sim.step(controller(sim))
+        assert np.linalg.norm(sim.tool_position()[:2] - sim.puck_position()[:2]) > CONTACT_DISTANCE
+    # Going round must not have pushed the puck away from the goal.
+    before = np.linalg.norm(goal - start)
+    assert np.linalg.norm(goal - sim.puck_position()[:2]) <= before + 0.005
+    for _ in range(60):
+        sim.step(controller(sim))
+    assert np.linalg.norm(sim.puck_position()[:2] - goal) < 0.02
+
+
+def explore(sim: TabletopSim, seed: int, steps: int = 50) -> tuple[np.ndarray, np.ndarray]:
+    """Targets (steps, J) and whether the puck moved > 1 mm (steps,) in one episode."""
+    sim.reset(seed)
+    policy = ExplorationPolicy(seed=seed)
+    policy.reset(sim)
+    targets, moved = [], []
+    for _ in range(steps):
+        before = sim.puck_position()
+        targets.append(policy(sim))
+        sim.step(targets[-1])
+        moved.append(np.linalg.norm(sim.puck_position() - before) > 1e-3)
+    return np.array(targets), np.array(moved)
+
+
+def test_exploration_is_seeded_and_moves_the_puck(push_sim):
+    first, again = explore(push_sim, 100), explore(push_sim, 100)
+    np.testing.assert_array_equal(first[0], again[0])
+    runs = [first] + [explore(push_sim, seed) for seed in (101, 102, 103)]
+    moved = np.concatenate([m for _, m in runs])
+    assert 0.2 < moved.mean() < 0.8  # it pushes the puck often, but not all the time
+    targets = np.concatenate([t for t, _ in runs])
+    assert np.all(targets.std(axis=0) > 0.3)  # and every joint moves a lot
+
+
+def test_exploration_rejects_a_bad_probability():
+    with pytest.raises(ValueError, match="sweep_probability"):
+        ExplorationPolicy(0, sweep_probability=1.5)

@@ -1,0 +1,120 @@
+"""`wm-ros`: one command with a subcommand for every job a user runs.
+
+Handlers import their modules lazily, so `wm-ros --help` stays quick and a core-only job never
+loads rclpy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+
+def _cmd_sim(args: argparse.Namespace) -> int:
+    if args.overlay:
+        from wm_ros.config import SimConfig
+        from wm_ros.prompts import write_overlay_frames
+        from wm_ros.sim import TabletopSim
+
+        cfg = SimConfig.from_yaml(args.params_file, "sim") if args.params_file else SimConfig()
+        paths = write_overlay_frames(TabletopSim(cfg), args.frames, Path(args.out), args.seed)
+        print(f"wrote {len(paths)} overlay frames to {args.out}")
+        return 0
+    from wm_ros.ros import sim_node
+
+    ros_args = ["wm-ros-sim", "--ros-args", "-r", "__node:=sim"]
+    if args.params_file:
+        ros_args += ["--params-file", str(args.params_file)]
+    for assignment in args.param:
+        ros_args += ["-p", assignment]
+    return sim_node.main(ros_args)
+
+
+def _cmd_collect(args: argparse.Namespace) -> int:
+    from wm_ros.ros.collect import collect
+
+    summary = collect(
+        episodes=args.episodes,
+        seed=args.seed,
+        out=Path(args.out),
+        steps=args.steps,
+        image_size=args.image_size,
+        storage=args.storage,
+    )
+    print(
+        f"collected {summary['episodes']} episodes, {summary['frames']} frames in "
+        f"{summary['wall_s']:.1f} s ({summary['frames_per_s']:.0f} frames/s); "
+        f"puck moved in {100 * summary['puck_moving_fraction']:.1f}% of steps -> {args.out}"
+    )
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from wm_ros.demo import run_demo
+
+    outcome = run_demo(Path(args.out), seed=args.seed, episodes=args.episodes)
+    print(outcome.summary_line())
+    return 0 if outcome.ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wm-ros",
+        description="Plan robot-arm motion through a learned video world model (ROS 2).",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    from wm_ros.ros.bringup import add_bringup_arguments
+
+    add_bringup_arguments(
+        sub.add_parser("bringup", help="start a node graph (the same one the launch files start)")
+    )
+
+    sim = sub.add_parser("sim", help="run the simulator node, or write skeleton overlay frames")
+    sim.add_argument("--params-file", type=Path, help="ROS params YAML (default: built-ins)")
+    sim.add_argument("-p", "--param", action="append", default=[], help="override, k:=v")
+    sim.add_argument("--overlay", action="store_true", help="write skeleton-over-render PNGs")
+    sim.add_argument("--frames", type=int, default=8, help="overlay frames to write")
+    sim.add_argument("--out", default="overlay_out", help="overlay output folder")
+    sim.add_argument("--seed", type=int, default=0, help="seed of the overlay poses")
+    sim.set_defaults(func=_cmd_sim)
+
+    collect = sub.add_parser("collect", help="record exploration episodes to rosbag2 (MCAP)")
+    collect.add_argument("--episodes", type=int, required=True)
+    collect.add_argument("--seed", type=int, default=0, help="first episode seed (S, S+1, ...)")
+    collect.add_argument("--out", required=True, help="output folder, one bag per episode")
+    collect.add_argument("--steps", type=int, default=50, help="control steps per episode")
+    collect.add_argument("--image-size", type=int, default=64, help="square image size, px")
+    collect.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap")
+    collect.set_defaults(func=_cmd_collect)
+
+    from wm_ros.ros.bag import add_bag_arguments
+
+    bag = sub.add_parser("bag", help="record or play rosbag2 bags")
+    add_bag_arguments(bag.add_subparsers(dest="bag_command", required=True, metavar="ACTION"))
+
+    demo = sub.add_parser("demo", help="closed-loop demo in the simulator, with a report")
+    demo.add_argument("--out", default="demo_out", help="report folder")
+    demo.add_argument("--seed", type=int, default=0, help="first episode seed")
+    demo.add_argument("--episodes", type=int, default=3, help="episodes per task")
+    demo.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,426 @@
+"""Batched, anti-aliased skeleton rasteriser in torch (any device, no loop over images).
+
+How it stays cheap (a 256 x 8 batch of 64x64 RGB prompts is 100 MB of float32, so no per-link
+dense pass over it is affordable):
+
+1. Sparse candidates. Each segment only visits the pixels that can be within reach of it: it
+   walks its major axis (x if |dx| >= |dy|) one pixel column at a time and, in each column, a
+   band of `rows` pixels around the centre line. Each dot visits a small square stencil. The
+   candidate count is (batch, edges, columns, rows) with columns = the longest segment's extent
+   in the batch (one host sync), so the work scales with the skeleton's length in pixels, not
+   with the image area.
+2. Exact coverage per candidate: distance from the pixel centre to the segment (clamped
+   projection, round caps) or to the dot centre, coverage = clamp(R + 0.5 - distance, 0, 1), with
+   R the half-width or radius: a one-pixel linear ramp, the usual distance-based anti-aliasing.
+   Brightness falls linearly with the interpolated depth along the segment (the depth cue).
+3. One scatter-max into a small integer key map (batch, h*w): key = ((priority * 256 + level) *
+   colours + colour id), level = round(255 * coverage * brightness). The max keeps, at every
+   pixel, the brightest candidate (ties: the higher colour id), so overlaps are order-free and
+   deterministic; dot interiors (coverage >= 0.5) get a higher priority so joints and the tool
+   point sit on top of the links. The key map is 2 bytes a pixel and stays in cache.
+4. One table look-up decodes keys to colours: table[key] = colour[id] * level / 255.
+
+Pixel convention: OpenCV, the centre of pixel (col, row) is at (col, row).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from wm_ros.config import PromptConfig
+from wm_ros.kinematics.skeleton import Skeleton
+
+# Keypoints nearer than this (metres along the optical axis) are treated as behind the camera.
+MIN_DEPTH_M = 1e-3
+_LEVELS = 256
+_PRIORITIES = 3  # 0: segments and dot fringes, 1: joint dot interiors, 2: the tool dot interior
+
+
+@dataclass(frozen=True)
+class RasterStyle:
+    """What the rasteriser draws, resolved from a PromptConfig and a Skeleton (sizes in pixels).
+
+    Attributes:
+        edges: (E, 2) keypoint index pairs.
+        edge_colors: (E, C) colour of each segment, [0, 1].
+        dot_colors: (K, C) colour of each keypoint's dot, [0, 1].
+        dot_radii: (K,) dot radius per keypoint, pixels (0: no dot).
+        dot_priority: (K,) 1 for joints/fingers, 2 for the tool point.
+        line_width: full segment width, pixels.
+        depth_near, depth_far: metres mapped to brightness 1 and `min_brightness`.
+        min_brightness: brightness at `depth_far` and beyond.
+    """
+
+    edges: np.ndarray
+    edge_colors: np.ndarray
+    dot_colors: np.ndarray
+    dot_radii: np.ndarray
+    dot_priority: np.ndarray
+    line_width: float
+    depth_near: float
+    depth_far: float
+    min_brightness: float
+
+    @classmethod
+    def from_config(cls, skeleton: Skeleton, cfg: PromptConfig, scale: float = 1.0) -> RasterStyle:
+        """Resolve colours and sizes; `scale` multiplies every pixel size (for overlays)."""
+        palette = np.array(cfg.palette_rgb())
+        edge_colors = palette[np.arange(skeleton.num_edges) % len(palette)]
+        is_tool = np.array([k == "tool" for k in skeleton.keypoint_kinds])
+        dot_colors = np.where(is_tool[:, None], cfg.tool_rgb(), cfg.joint_rgb())
+        radii = np.where(is_tool, cfg.tool_radius_px, cfg.joint_radius_px) * scale
+        if cfg.channels == 1:
+            # Grey prompts: every element at full intensity; brightness carries the depth cue.
+            edge_colors = np.ones((skeleton.num_edges, 1))
+            dot_colors = np.ones((skeleton.num_keypoints, 1))
+        return cls(
+            edges=np.asarray(skeleton.edges, dtype=np.int64).reshape(-1, 2),
+            edge_colors=edge_colors,
+            dot_colors=dot_colors,
+            dot_radii=radii.astype(np.float64),
+            dot_priority=np.where(is_tool, 2, 1),
+            line_width=cfg.line_width_px * scale,
+            depth_near=cfg.depth_near_m,
+            depth_far=cfg.depth_far_m,
+            min_brightness=cfg.depth_min_brightness,
+        )
+
+    @property
+    def channels(self) -> int:
+        return (
+            int(self.edge_colors.shape[1])
+            if len(self.edge_colors)
+            else int(self.dot_colors.shape[1])
+        )
+
+
+class SkeletonRasterizer:
+    """Draw batches of projected skeletons as (B, C, h, w) images in [0, 1].
+
+    Args:
+        style: what to draw (RasterStyle.from_config).
+        height, width: image size, pixels.
+    """
+
+    def __init__(self, style: RasterStyle, height: int, width: int) -> None:
+        self.style = style
+        self.height, self.width = int(height), int(width)
+        self.num_edges = len(style.edges)
+        self.num_dots = len(style.dot_radii)
+        self.num_colors = self.num_edges + self.num_dots
+        self.channels = style.channels
+        # Coverage of a segment reaches 0 at half-width + 0.5 px from its centre line.
+        self.seg_reach = style.line_width / 2 + 0.5
+        # Rows per column: within reach r of a segment whose slope is at most 1, a column's
+        # covered pixels lie within r * sqrt(2) of the (clamped) centre line, caps included.
+        self.seg_rows = min(
+            math.floor(2 * self.seg_reach * math.sqrt(2)) + 1, self.height, self.width
+        )
+        # Dots grouped by stencil size (joints, tool): one batched pass per group.
+        reach = style.dot_radii + 0.5
+        sizes = np.minimum(np.floor(2 * reach).astype(int) + 1, min(self.height, self.width))
+        self.dot_groups: list[tuple[int, np.ndarray]] = [
+            (int(size), np.flatnonzero((sizes == size) & (style.dot_radii > 0)))
+            for size in sorted(set(sizes.tolist()))
+        ]
+        self.dot_groups = [(size, ks) for size, ks in self.dot_groups if len(ks)]
+        max_key = _PRIORITIES * _LEVELS * self.num_colors
+        if max_key >= 2**24:  # keys are built exactly in float32
+            raise ValueError(f"too many skeleton elements to draw ({self.num_colors})")
+        # The scatter target: int16 while keys fit (a 256 x 8 x 64 x 64 map is 16 MB: cache).
+        self.key_dtype = torch.int16 if max_key <= 2**15 else torch.int32
+        colors = np.concatenate([style.edge_colors, style.dot_colors]).reshape(self.num_colors, -1)
+        levels = np.arange(_LEVELS) / (_LEVELS - 1)
+        table = levels[:, None, None] * colors[None]  # (levels, colours, C)
+        alpha = np.broadcast_to(levels[:, None, None], (_LEVELS, self.num_colors, 1))
+        table = np.concatenate([table, alpha], axis=-1).reshape(-1, self.channels + 1)
+        # Decode table, channel-major: (C + 1, priorities * levels * colours), alpha last.
+        self._table_np = np.tile(table, (_PRIORITIES, 1)).T.copy()
+        self._cache: dict[tuple, dict[str, torch.Tensor]] = {}
+        self._keys: tuple[torch.Tensor, torch.Tensor] | None = None  # workspaces
+
+    def _consts(self, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        key = (device, dtype)
+        consts = self._cache.get(key)
+        if consts is None:
+            s = self.style
+            consts = {
+                "e0": torch.as_tensor(s.edges[:, 0], device=device),
+                "e1": torch.as_tensor(s.edges[:, 1], device=device),
+                "rows": torch.arange(self.seg_rows, device=device, dtype=dtype)[:, None],
+                "dot_reach": torch.as_tensor(s.dot_radii + 0.5, device=device, dtype=dtype),
+                "dot_prio": torch.as_tensor(
+                    s.dot_priority * _LEVELS * self.num_colors, device=device, dtype=dtype
+                ),
+                "dot_ids": torch.arange(
+                    self.num_edges, self.num_colors, device=device, dtype=dtype
+                ),
+            }
+            self._cache[key] = consts
+        return consts
+
+    def _table(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        key = ("table", device, dtype)
+        table = self._cache.get(key)
+        if table is None:
+            table = {"t": torch.as_tensor(self._table_np, device=device, dtype=dtype)}
+            self._cache[key] = table
+        return table["t"]
+
+    def _brightness255(
+        self, depth: torch.Tensor, visible: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """255 * brightness as a + b * depth_fraction, zero where not visible; (a, b) per item.
+
+        The caller clamps the depth fraction to [0, 1]: brightness = 1 - (1 - min) * fraction.
+        """
+        scale = 255.0 * visible.to(depth.dtype)
+        return scale, -(1.0 - self.style.min_brightness) * scale
+
+    def _depth_fraction(self, depth: torch.Tensor) -> torch.Tensor:
+        s = self.style
+        return (depth - s.depth_near) / (s.depth_far - s.depth_near)
+
+    def brightness(self, depth: torch.Tensor) -> torch.Tensor:
+        """Depth cue: 1 at depth_near, min_brightness at depth_far and beyond, linear between."""
+        frac = self._depth_fraction(depth).clamp(0.0, 1.0)
+        return 1.0 - (1.0 - self.style.min_brightness) * frac
+
+    # ------------------------------------------------------------------ candidates
+    # Layout: the batch is the last (contiguous) axis so every elementwise op runs long,
+    # vectorised inner loops; per-item quantities broadcast along the leading axes.
+
+    def _segments(
+        self, ux: torch.Tensor, uy: torch.Tensor, dep: torch.Tensor, c: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Pixel indices and keys of every segment candidate: two (N, B) tensors, or None."""
+        if self.num_edges == 0:
+            return None
+        w, h = float(self.width), float(self.height)
+        ax, ay, bx, by = ux[c["e0"]], uy[c["e0"]], ux[c["e1"]], uy[c["e1"]]  # (E, B)
+        da, db = dep[c["e0"]], dep[c["e1"]]
+        visible = (da > MIN_DEPTH_M) & (db > MIN_DEPTH_M)
+        dx, dy = bx - ax, by - ay
+        xmajor = dx.abs() >= dy.abs()
+        one = torch.ones_like(dx)
+        am, an = torch.where(xmajor, ax, ay), torch.where(xmajor, ay, ax)
+        dm, dn = torch.where(xmajor, dx, dy), torch.where(xmajor, dy, dx)
+        size_m, size_n = (
+            torch.where(xmajor, w * one, h * one),
+            torch.where(xmajor, h * one, w * one),
+        )
+        stride_m, stride_n = torch.where(xmajor, one, w * one), torch.where(xmajor, w * one, one)
+        reach = self.seg_reach
+        start = torch.minimum(
+            torch.ceil((torch.minimum(am, am + dm) - reach).clamp(min=0.0)), size_m - 1
+        )
+        stop = torch.minimum(torch.floor(torch.maximum(am, am + dm) + reach), size_m - 1)
+        count = torch.where(visible, stop - start + 1, torch.zeros_like(start)).clamp(min=0.0)
+        # The host sync: columns each edge needs at most over the batch.
+        steps = [int(v) for v in count.amax(dim=1).tolist()]
+        total = sum(steps)
+        if total == 0:
+            return None
+        edge_of = torch.as_tensor(np.repeat(np.arange(self.num_edges), steps), device=ux.device)
+        k = torch.as_tensor(
+            np.concatenate([np.arange(s) for s in steps]), device=ux.device, dtype=ux.dtype
+        )[:, None]
+        length2 = dm * dm + dn * dn
+        inv_len2 = torch.where(length2 > 1e-12, 1.0 / length2.clamp(min=1e-12), 0.0 * one)
+        inv_dm = torch.where(dm.abs() > 1e-12, 1.0 / torch.where(dm == 0, one, dm), 0.0 * one)
+        frac_a = self._depth_fraction(da)
+        frac_d = self._depth_fraction(db) - frac_a
+        bright_a, bright_b = self._brightness255(da, visible)
+        per_edge = torch.stack(
+            [
+                am,
+                an,
+                dm,
+                dn,
+                size_m,
+                size_n,
+                stride_m,
+                stride_n,
+                start,
+                inv_len2,
+                inv_dm,
+                frac_a,
+                frac_d,
+                bright_a,
+                bright_b,
+            ]
+        )
+        (
+            am,
+            an,
+            dm,
+            dn,
+            size_m,
+            size_n,
+            stride_m,
+            stride_n,
+            start,
+            inv_len2,
+            inv_dm,
+            frac_a,
+            frac_d,
+            bright_a,
+            bright_b,
+        ) = per_edge[:, edge_of]  # each (S, B)
+        m = torch.minimum(start + k, size_m - 1)  # (S, B) major coordinate of the column
+        pm = m - am
+        centre = an + (pm * inv_dm).clamp(0.0, 1.0) * dn  # band centre, clamped to the segment
+        r0 = torch.minimum(
+            torch.ceil(centre - reach * math.sqrt(2)).clamp(min=0.0), size_n - self.seg_rows
+        )
+        pn0 = r0 - an
+        rows = c["rows"]  # (R, 1)
+        # t: projection of the pixel on the segment, clamped; then the distance vector (em, en).
+        t = torch.addcmul(
+            ((pm * dm + pn0 * dn) * inv_len2)[:, None], rows, (dn * inv_len2)[:, None]
+        )
+        t.clamp_(0.0, 1.0)  # (S, R, B)
+        em = torch.addcmul(pm[:, None], t, -dm[:, None])
+        en = torch.addcmul(pn0[:, None] + rows, t, -dn[:, None])
+        dist = em.mul_(em).addcmul_(en, en).sqrt_()
+        cov = dist.neg_().add_(reach).clamp_(0.0, 1.0)
+        frac = torch.addcmul(frac_a[:, None], t, frac_d[:, None]).clamp_(0.0, 1.0)
+        level = torch.addcmul(bright_a[:, None], frac, bright_b[:, None]).mul_(cov).round_()
+        keys = level.mul_(self.num_colors).add_(edge_of.to(ux.dtype)[:, None, None])
+        index = torch.addcmul((m * stride_m + r0 * stride_n)[:, None], rows, stride_n[:, None])
+        return index.flatten(0, 1), keys.flatten(0, 1)
+
+    def _dots(
+        self, ux: torch.Tensor, uy: torch.Tensor, dep: torch.Tensor, c: dict[str, torch.Tensor]
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Pixel indices and keys of every dot candidate, per stencil-size group: (N, B) pairs."""
+        out = []
+        visible = dep > MIN_DEPTH_M  # (K, B)
+        frac = self._depth_fraction(dep).clamp(0.0, 1.0)
+        bright_a, bright_b = self._brightness255(dep, visible)
+        bright = bright_a + bright_b * frac  # (K, B), 255 * brightness
+        for size, ks in self.dot_groups:
+            sel = torch.as_tensor(ks, device=ux.device)
+            cx, cy, reach = ux[sel], uy[sel], c["dot_reach"][sel][:, None]  # (G, B)
+            stencil = torch.arange(size, device=ux.device, dtype=ux.dtype)[:, None]  # (D, 1)
+            x0 = torch.minimum(
+                torch.ceil(cx - reach).clamp(min=0.0), torch.full_like(cx, self.width - size)
+            )
+            y0 = torch.minimum(
+                torch.ceil(cy - reach).clamp(min=0.0), torch.full_like(cy, self.height - size)
+            )
+            ddx = (x0 - cx)[:, None] + stencil  # (G, D, B)
+            ddy = (y0 - cy)[:, None] + stencil
+            d2 = (ddy * ddy)[:, :, None] + (ddx * ddx)[:, None]  # (G, Dy, Dx, B)
+            cov = d2.sqrt_().neg_().add_(reach[:, None, None]).clamp_(0.0, 1.0)
+            prio = (cov >= 0.5).to(ux.dtype).mul_(c["dot_prio"][sel][:, None, None, None])
+            level = (cov * bright[sel][:, None, None]).round_()
+            keys = prio.add_(level.mul_(self.num_colors)).add_(
+                c["dot_ids"][sel][:, None, None, None]
+            )
+            row = (y0[:, None] + stencil) * self.width  # (G, D, B)
+            index = row[:, :, None] + (x0[:, None] + stencil)[:, None]  # (G, Dy, Dx, B)
+            out.append((index.flatten(0, 2), keys.flatten(0, 2)))
+        return out
+
+    def key_map(self, uv: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+        """(B, h*w) int64 keys (module doc). A reused workspace: valid until the next call."""
+        batch = uv.shape[0]
+        work = uv.float() if uv.dtype in (torch.float16, torch.bfloat16) else uv
+        dep = depth.to(work.dtype)
+        c = self._consts(work.device, work.dtype)
+        # Non-finite points are not drawn: park them behind the camera.
+        finite = torch.isfinite(work).all(-1) & torch.isfinite(dep)
+        work = torch.where(finite[..., None], work, torch.zeros_like(work))
+        dep = torch.where(finite, dep, torch.zeros_like(dep))
+        ux, uy = work[..., 0].t().contiguous(), work[..., 1].t().contiguous()  # (K, B)
+        dep = dep.t().contiguous()
+        parts = []
+        seg = self._segments(ux, uy, dep, c)
+        if seg is not None:
+            parts.append(seg)
+        parts.extend(self._dots(ux, uy, dep, c))
+        small, wide = self._workspace(batch, uv.device)
+        small.zero_()
+        if parts:
+            # (N, B) float candidates -> (B, N) integers. Converting in the (N, B) layout and
+            # then transposing one dtype is ~5x faster on CPU than a converting transpose.
+            index = torch.cat([p[0] for p in parts]).to(torch.int32).t().contiguous()
+            keys = torch.cat([p[1] for p in parts]).to(small.dtype).t().contiguous()
+            # Invalid candidates never exist: indices are clamped into the image and a
+            # candidate with zero coverage has level 0, which decodes to black.
+            small.scatter_reduce_(1, index, keys, "amax")
+        # The decode gathers with int64 indices (torch's int32 gather is a slow path); the
+        # small map stays cache-resident during the scatter, so it is widened afterwards.
+        return wide.copy_(small)
+
+    def _workspace(self, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Key maps reused across calls: (B, h*w) int16/int32 for the scatter, int64 copy."""
+        shape = (batch, self.height * self.width)
+        ws = self._keys
+        if ws is None or ws[0].shape != shape or ws[0].device != device:
+            small = torch.zeros(shape, dtype=self.key_dtype, device=device)
+            ws = (small, torch.zeros(shape, dtype=torch.int64, device=device))
+            self._keys = ws
+        return ws
+
+    def __call__(
+        self,
+        uv: torch.Tensor,
+        depth: torch.Tensor,
+        out: torch.Tensor | None = None,
+        dtype: torch.dtype | None = None,
+        alpha: bool = False,
+    ) -> torch.Tensor:
+        """Rasterise projected skeletons.
+
+        Args:
+            uv: (B, K, 2) keypoint pixel coordinates (OpenCV convention), float.
+            depth: (B, K) keypoint depths along the optical axis, metres; points within 1 mm of
+                the camera plane or behind it, or non-finite, are not drawn, nor are the
+                segments they end.
+            out: optional contiguous (B, C', h, w) tensor on uv's device to write into (C' = C,
+                or C + 1 with `alpha`); reusing one across calls saves allocating (and, on CPU,
+                page-faulting) a large buffer every call.
+            dtype: output dtype when `out` is not given; default uv's dtype.
+            alpha: also return the coverage (times brightness) as a last channel, for overlays.
+        Returns:
+            (B, C', h, w) images in [0, 1], colours premultiplied by coverage and brightness
+            (`out` when given).
+        """
+        if uv.ndim != 3 or uv.shape[-1] != 2 or depth.shape != uv.shape[:2]:
+            raise ValueError(
+                f"need uv (B, K, 2) and depth (B, K); got {tuple(uv.shape)}, {tuple(depth.shape)}"
+            )
+        batch = uv.shape[0]
+        channels = self.channels + int(alpha)
+        shape = (batch, channels, self.height, self.width)
+        if out is None:
+            out = torch.empty(shape, dtype=dtype or uv.dtype, device=uv.device)
+        elif tuple(out.shape) != shape or out.device != uv.device or not out.is_contiguous():
+            raise ValueError(
+                f"out must be a contiguous {shape} tensor on {uv.device}; got "
+                f"{tuple(out.shape)} on {out.device}"
+            )
+        return self.decode(self.key_map(uv, depth), out, alpha)
+
+    def decode(self, keys: torch.Tensor, out: torch.Tensor, alpha: bool = False) -> torch.Tensor:
+        """Colours of a key map: (B, h*w) int64 keys -> `out` (B, C (+ 1), h, w).
+
+        out[b, c, p] = table[c, keys[b, p]]: one gather, the index broadcast over channels.
+        """
+        batch, channels = out.shape[0], self.channels + int(alpha)
+        table = self._table(out.device, out.dtype)  # (C + 1, T): colours, then alpha
+        if not alpha:
+            table = table[: self.channels]
+        torch.gather(
+            table[None].expand(batch, channels, table.shape[1]),
+            2,
+            keys[:, None].expand(batch, channels, keys.shape[1]),
+            out=out.view(batch, channels, keys.shape[1]),
+        )
+        return out

@@ -65,7 +65,7 @@ def test_share_dir_of_a_checkout_is_the_checkout():
 
 def test_packaged_sim_graph():
     graph = g.load_graph("sim")
-    assert [n.executable for n in graph.nodes] == ["sim_node"]
+    assert [n.executable for n in graph.nodes] == ["sim_node", "prompt_node"]
     node = graph.node("sim")
     assert (node.package, node.name, node.namespace) == ("wm_ros", "sim", "")
     assert node.param_files == (str(REPO / "config" / "sim.yaml"),)
@@ -410,7 +410,7 @@ def test_sim_launch_file(fake_launch):
     assert by_name["use_sim_time"]["choices"] == ["true", "false"]
     assert by_name["image_width"]["default_value"] == "64"
     assert "choices" not in by_name["image_width"]
-    assert len(nodes) == 1
+    assert [n.kwargs["executable"] for n in nodes] == ["sim_node", "prompt_node"]
     kwargs = nodes[0].kwargs
     assert (kwargs["package"], kwargs["executable"], kwargs["name"]) == (
         "wm_ros",

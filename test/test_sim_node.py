@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Duration
@@ -126,7 +128,7 @@ def test_clock_runs_forward(sim_node):
     n = len(streams["clock"])
     assert wait_until(lambda: len(streams["clock"]) > n + 5, 10)
     ns = [c.clock.sec * 10**9 + c.clock.nanosec for c in streams["clock"][-5:]]
-    assert all(b > a for a, b in zip(ns, ns[1:], strict=False))
+    assert all(b > a for a, b in itertools.pairwise(ns))
 
 
 def test_trajectory_brings_joints_to_target(sim_node, direct_sim):

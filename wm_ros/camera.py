@@ -75,7 +75,7 @@ class CameraModel:
 
     @classmethod
     def from_pose(
-        cls, width: int, height: int, k: np.ndarray, translation, quat_xyzw, d=None
+        cls, width: int, height: int, k: np.ndarray, *, translation, quat_xyzw, d=None
     ) -> CameraModel:
         """Build from a translation and an (x, y, z, w) quaternion of the optical frame."""
         return cls(

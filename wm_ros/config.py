@@ -307,3 +307,43 @@ class PromptConfig(ConfigBase):
 
     def tool_rgb(self) -> tuple[float, float, float]:
         return _parse_hex_color(self.tool_color, "tool_color")
+
+
+@dataclass(frozen=True)
+class PromptNodeConfig(ConfigBase):
+    """prompt_node: the skeleton prompt drawn over the live camera image, for people.
+
+    Attributes:
+        urdf: path of the robot's URDF; empty means the packaged simulator arm.
+        robot_description: URDF XML text; when set it wins over `urdf` (the ROS convention).
+        camera_translation: (3,) camera optical-frame origin in the base frame, metres.
+        camera_quat_xyzw: (4,) rotation of the optical frame in the base frame (x, y, z, w).
+        max_joint_age_s: the joint state used for an image may be at most this far from the
+            image's stamp, seconds; otherwise nothing is drawn for that image.
+        plan_poses: future poses of the latest /wm/plan drawn (evenly spaced over the plan).
+        plan_opacity: opacity of the furthest planned pose, 0..1 (nearer ones more opaque).
+        max_plan_age_s: a plan older than this (by its stamp, or its receipt) is not drawn, s.
+        prompt: line widths, colours and skeleton of the drawing.
+    """
+
+    urdf: str = ""
+    robot_description: str = ""
+    camera_translation: tuple[float, ...] = (0.32, -0.7, 0.9)
+    camera_quat_xyzw: tuple[float, ...] = (-0.9458731991, 0.0, 0.0, 0.3245364252)
+    max_joint_age_s: float = 0.1
+    plan_poses: int = 4
+    plan_opacity: float = 0.35
+    max_plan_age_s: float = 5.0
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.prompt, dict):
+            object.__setattr__(self, "prompt", PromptConfig.from_dict(self.prompt))
+        if len(self.camera_translation) != 3 or len(self.camera_quat_xyzw) != 4:
+            raise ValueError("camera_translation needs 3 values (m), camera_quat_xyzw 4")
+        if not 0.5 < sum(v * v for v in self.camera_quat_xyzw) ** 0.5 < 1.5:
+            raise ValueError("camera_quat_xyzw must be a unit quaternion (x, y, z, w)")
+        if self.max_joint_age_s <= 0 or self.max_plan_age_s <= 0:
+            raise ValueError("max_joint_age_s and max_plan_age_s must be positive (s)")
+        if self.plan_poses < 0 or not 0.0 <= self.plan_opacity <= 1.0:
+            raise ValueError("plan_poses must be >= 0 and plan_opacity within [0, 1]")

@@ -23,6 +23,8 @@ from pathlib import Path
 import wm_ros
 
 PACKAGE = "wm_ros"
+# The simulated arm: package data, so it sits beside the code in every kind of install.
+ARM_URDF = Path(__file__).parent / "sim" / "assets" / "arm.urdf"
 
 
 class ShareDirNotFoundError(FileNotFoundError):

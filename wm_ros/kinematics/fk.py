@@ -73,8 +73,10 @@ class ForwardKinematics:
             "slide": np.einsum("nij,nj->ni", origin_rot, np.stack([j.axis for j in model.joints]))
             if n
             else np.zeros((0, 3)),
-            "skew": skew,
-            "skew2": skew @ skew,
+            # Rodrigues folded into the origin: R0 R(axis, t) = R0 + sin t R0 K + (1 - cos t) R0 K^2
+            # (zero for non-revolute joints), so the local rotations are elementwise.
+            "rot_sin": origin_rot @ skew * revolute[:, None, None],
+            "rot_cos": origin_rot @ (skew @ skew) * revolute[:, None, None],
         }
         self._cache: dict[tuple[torch.device, torch.dtype], dict[str, torch.Tensor]] = {}
 
@@ -106,47 +108,52 @@ class ForwardKinematics:
             )
 
     def local_transforms(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every joint's child-in-parent transform at `q`.
+        """Every joint's child-in-parent transform at `q`, batch last.
 
         Args:
             q: (B, J) joint values (rad or m).
         Returns:
-            rot: (B, L-1, 3, 3) and trans: (B, L-1, 3), for joints in model order.
+            rot: (L-1, 3, 3, B) and trans: (L-1, 3, B), for joints in model order.
         """
         c = self._consts(q.device, q.dtype)
-        values = q[:, c["src"]] * c["mult"] + c["offset"]  # (B, L-1), fixed joints give 0
-        theta = values * c["revolute"]
-        sin, cos = torch.sin(theta)[..., None, None], torch.cos(theta)[..., None, None]
-        # Rodrigues: R(axis, theta) = I + sin K + (1 - cos) K^2; identity for non-revolute.
-        motion = sin * c["skew"] + (1 - cos) * c["skew2"]  # (B, L-1, 3, 3), R - I
-        rot = c["origin_rot"] + c["origin_rot"] @ motion
-        trans = c["origin_trans"] + (values * c["prismatic"])[..., None] * c["slide"]
+        values = q.t()[c["src"]] * c["mult"][:, None] + c["offset"][:, None]  # (L-1, B)
+        sin = torch.sin(values)[:, None, None]
+        one_minus_cos = (1 - torch.cos(values))[:, None, None]
+        rot = torch.addcmul(c["origin_rot"][..., None], sin, c["rot_sin"][..., None])
+        rot.addcmul_(one_minus_cos, c["rot_cos"][..., None])  # (L-1, 3, 3, B)
+        slide = (values * c["prismatic"][:, None])[:, None]  # (L-1, 1, B)
+        trans = torch.addcmul(c["origin_trans"][..., None], slide, c["slide"][..., None])
         return rot, trans
 
-    def rotations_translations(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Link rotations (..., L, 3, 3) and origins (..., L, 3), base frame, at `q` (..., J)."""
+    def _compose(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Link rotations (L, 3, 3, B) and origins (L, 3, B), base frame, batch last."""
         self._check(q)
-        lead = q.shape[:-1]
         flat = q.reshape(-1, self.num_joints)  # (B, J)
         batch = flat.shape[0]
-        eye = torch.eye(3, dtype=q.dtype, device=q.device).expand(batch, 3, 3)
-        zero = torch.zeros(batch, 3, dtype=q.dtype, device=q.device)
+        # Composed batch-last: 3x3 products as broadcast multiply-adds run long vectorised
+        # loops over the batch (batched 3x3 matmuls are dominated by per-matrix overhead).
+        eye = torch.eye(3, dtype=q.dtype, device=q.device)[..., None].expand(3, 3, batch)
+        zero = torch.zeros(3, batch, dtype=q.dtype, device=q.device)
         rots, trans = [eye], [zero]
         if len(self.parents) > 1:
             local_rot, local_trans = self.local_transforms(flat)
             for i, parent in enumerate(self.parents[1:]):
-                prot, ptrans = rots[parent], trans[parent]
-                rots.append(prot @ local_rot[:, i])
-                trans.append(ptrans + (prot @ local_trans[:, i, :, None])[..., 0])
-        rot = torch.stack(rots, dim=1)  # (B, L, 3, 3)
-        pos = torch.stack(trans, dim=1)  # (B, L, 3)
+                rots.append(_matmul3(rots[parent], local_rot[i]))
+                trans.append(_matvec3(rots[parent], local_trans[i]).add_(trans[parent]))
         if self.base_index != 0:
-            base_rot = rot[:, self.base_index, None]  # (B, 1, 3, 3)
-            # Relative to the base: R_b^T R and R_b^T (p - p_b) (row vectors: (p - p_b) @ R_b).
-            pos = ((pos - pos[:, self.base_index, None])[..., None, :] @ base_rot)[..., 0, :]
-            rot = base_rot.transpose(-1, -2) @ rot
-        num_links = len(self.parents)
-        return rot.reshape(*lead, num_links, 3, 3), pos.reshape(*lead, num_links, 3)
+            # Relative to the base: R_b^T R and R_b^T (p - p_b).
+            base_t = rots[self.base_index].transpose(0, 1)
+            origin = trans[self.base_index]
+            rots = [_matmul3(base_t, r) for r in rots]
+            trans = [_matvec3(base_t, t - origin) for t in trans]
+        return torch.stack(rots), torch.stack(trans)
+
+    def rotations_translations(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Link rotations (..., L, 3, 3) and origins (..., L, 3), base frame, at `q` (..., J)."""
+        rot, pos = self._compose(q)  # (L, 3, 3, B), (L, 3, B)
+        lead, num_links = q.shape[:-1], len(self.parents)
+        rot = rot.permute(3, 0, 1, 2).contiguous().view(*lead, num_links, 3, 3)
+        return rot, pos.permute(2, 0, 1).contiguous().view(*lead, num_links, 3)
 
     def link_poses(self, q: torch.Tensor) -> torch.Tensor:
         """(..., L, 4, 4) homogeneous poses of every link (model order) in the base frame.
@@ -177,11 +184,26 @@ class ForwardKinematics:
             links: (K,) link indices (model order).
             offsets: (K, 3) points in those links' frames, metres.
         """
-        rot, pos = self.rotations_translations(q)
+        rot, pos = self._compose(q)  # (L, 3, 3, B), (L, 3, B)
         index = torch.as_tensor(list(links), device=q.device, dtype=torch.long)
-        off = torch.as_tensor(np.asarray(offsets, dtype=np.float64), device=q.device, dtype=q.dtype)
-        r = rot.index_select(-3, index)  # (..., K, 3, 3)
-        return pos.index_select(-2, index) + (r @ off[..., None])[..., 0]
+        offsets = np.asarray(offsets, dtype=np.float64).reshape(-1, 3)
+        points = pos.index_select(0, index)  # (K, 3, B)
+        for k in np.flatnonzero(np.any(offsets != 0, axis=1)):  # points off their link's origin
+            off = torch.as_tensor(offsets[k], device=q.device, dtype=q.dtype)
+            points[k] += (rot[int(index[k])] * off[None, :, None]).sum(1)
+        return points.permute(2, 0, 1).reshape(*q.shape[:-1], len(offsets), 3)
+
+
+def _matmul3(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(3, 3, B) x (3, 3, B) -> (3, 3, B) batch-last matrix product."""
+    r = a[:, 0, None] * b[0, None]
+    return r.addcmul_(a[:, 1, None], b[1, None]).addcmul_(a[:, 2, None], b[2, None])
+
+
+def _matvec3(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """(3, 3, B) x (3, B) -> (3, B) batch-last matrix-vector product."""
+    r = a[:, 0] * v[0]
+    return r.addcmul_(a[:, 1], v[1]).addcmul_(a[:, 2], v[2])
 
 
 def check_reachable(model: RobotModel, base_link: str, tip_link: str) -> tuple[str, ...]:

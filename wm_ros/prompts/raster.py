@@ -225,7 +225,9 @@ class SkeletonRasterizer:
         total = sum(steps)
         if total == 0:
             return None
-        edge_of = torch.as_tensor(np.repeat(np.arange(self.num_edges), steps), device=ux.device)
+        edge_of = torch.as_tensor(
+            np.repeat(np.arange(self.num_edges), steps), device=ux.device, dtype=ux.dtype
+        )
         k = torch.as_tensor(
             np.concatenate([np.arange(s) for s in steps]), device=ux.device, dtype=ux.dtype
         )[:, None]
@@ -235,7 +237,7 @@ class SkeletonRasterizer:
         frac_a = self._depth_fraction(da)
         frac_d = self._depth_fraction(db) - frac_a
         bright_a, bright_b = self._brightness255(da, visible)
-        per_edge = torch.stack(
+        per_edge = torch.stack(  # (E, 15, B): all per-edge values, repeated at once below
             [
                 am,
                 an,
@@ -252,7 +254,8 @@ class SkeletonRasterizer:
                 frac_d,
                 bright_a,
                 bright_b,
-            ]
+            ],
+            dim=1,
         )
         (
             am,
@@ -270,27 +273,29 @@ class SkeletonRasterizer:
             frac_d,
             bright_a,
             bright_b,
-        ) = per_edge[:, edge_of]  # each (S, B)
+        ) = torch.repeat_interleave(  # edge e's values for each of its columns: each (S, B)
+            per_edge, torch.as_tensor(steps, device=ux.device), dim=0, output_size=total
+        ).unbind(1)
         m = torch.minimum(start + k, size_m - 1)  # (S, B) major coordinate of the column
         pm = m - am
-        centre = an + (pm * inv_dm).clamp(0.0, 1.0) * dn  # band centre, clamped to the segment
+        t_col = (pm * inv_dm).clamp_(0.0, 1.0)  # segment parameter at the column (clamped)
+        centre = torch.addcmul(an, t_col, dn)  # band centre, on the segment
         r0 = torch.minimum(
-            torch.ceil(centre - reach * math.sqrt(2)).clamp(min=0.0), size_n - self.seg_rows
+            torch.ceil(centre - reach * math.sqrt(2)).clamp_(min=0.0), size_n - self.seg_rows
         )
         pn0 = r0 - an
+        # 255 * brightness at the column's depth (the depth cue varies slowly along a segment).
+        bright = torch.addcmul(frac_a, t_col, frac_d).clamp_(0.0, 1.0).mul_(bright_b).add_(bright_a)
         rows = c["rows"]  # (R, 1)
-        # t: projection of the pixel on the segment, clamped; then the distance vector (em, en).
+        # Per pixel (S, R, B): projection t on the segment, clamped; distance vector (em, en).
         t = torch.addcmul(
             ((pm * dm + pn0 * dn) * inv_len2)[:, None], rows, (dn * inv_len2)[:, None]
-        )
-        t.clamp_(0.0, 1.0)  # (S, R, B)
+        ).clamp_(0.0, 1.0)
         em = torch.addcmul(pm[:, None], t, -dm[:, None])
         en = torch.addcmul(pn0[:, None] + rows, t, -dn[:, None])
         dist = em.mul_(em).addcmul_(en, en).sqrt_()
-        cov = dist.neg_().add_(reach).clamp_(0.0, 1.0)
-        frac = torch.addcmul(frac_a[:, None], t, frac_d[:, None]).clamp_(0.0, 1.0)
-        level = torch.addcmul(bright_a[:, None], frac, bright_b[:, None]).mul_(cov).round_()
-        keys = level.mul_(self.num_colors).add_(edge_of.to(ux.dtype)[:, None, None])
+        level = torch.rsub(dist, reach).clamp_(0.0, 1.0).mul_(bright[:, None]).round_()
+        keys = torch.add(edge_of[:, None, None], level, alpha=self.num_colors)
         index = torch.addcmul((m * stride_m + r0 * stride_n)[:, None], rows, stride_n[:, None])
         return index.flatten(0, 1), keys.flatten(0, 1)
 
@@ -316,12 +321,12 @@ class SkeletonRasterizer:
             ddx = (x0 - cx)[:, None] + stencil  # (G, D, B)
             ddy = (y0 - cy)[:, None] + stencil
             d2 = (ddy * ddy)[:, :, None] + (ddx * ddx)[:, None]  # (G, Dy, Dx, B)
-            cov = d2.sqrt_().neg_().add_(reach[:, None, None]).clamp_(0.0, 1.0)
-            prio = (cov >= 0.5).to(ux.dtype).mul_(c["dot_prio"][sel][:, None, None, None])
+            cov = torch.rsub(d2.sqrt_(), reach[:, None, None]).clamp_(0.0, 1.0)
+            # Dot interiors (coverage >= 0.5) of visible dots outrank segments (module doc).
+            prio = c["dot_prio"][sel][:, None] * visible[sel]  # (G, B)
+            keys = (cov >= 0.5).to(ux.dtype).mul_(prio[:, None, None])
             level = (cov * bright[sel][:, None, None]).round_()
-            keys = prio.add_(level.mul_(self.num_colors)).add_(
-                c["dot_ids"][sel][:, None, None, None]
-            )
+            keys.add_(level, alpha=self.num_colors).add_(c["dot_ids"][sel][:, None, None, None])
             row = (y0[:, None] + stencil) * self.width  # (G, D, B)
             index = row[:, :, None] + (x0[:, None] + stencil)[:, None]  # (G, Dy, Dx, B)
             out.append((index.flatten(0, 2), keys.flatten(0, 2)))

@@ -113,6 +113,7 @@ def collect(
     episodes: int,
     seed: int,
     out: Path,
+    *,
     steps: int = 50,
     image_size: int = 64,
     storage: str = "mcap",

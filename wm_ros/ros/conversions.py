@@ -352,7 +352,9 @@ def camera_info_to_model(
         )
     if not np.all(np.isfinite(d)):
         raise ValueError(f"CameraInfo D is not finite: {d.tolist()}")
-    return CameraModel.from_pose(int(msg.width), int(msg.height), k, translation, quat_xyzw, d)
+    return CameraModel.from_pose(
+        int(msg.width), int(msg.height), k, translation=translation, quat_xyzw=quat_xyzw, d=d
+    )
 
 
 def camera_model_to_info(

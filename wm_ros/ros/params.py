@@ -10,8 +10,9 @@ import dataclasses
 import typing
 from typing import Any, TypeVar
 
-from rclpy.node import Node
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
 
 from wm_ros.config import ConfigBase
 
@@ -27,11 +28,19 @@ def _field_doc(cls: type, name: str) -> str:
     return ""
 
 
-def _flat_defaults(cls: type[C], prefix: str = "") -> dict[str, tuple[Any, str]]:
-    """Dotted name -> (default value, description) for every leaf field of `cls`."""
+_ARRAY_TYPES = {
+    str: Parameter.Type.STRING_ARRAY,
+    float: Parameter.Type.DOUBLE_ARRAY,
+    int: Parameter.Type.INTEGER_ARRAY,
+    bool: Parameter.Type.BOOL_ARRAY,
+}
+
+
+def _flat_defaults(cls: type[C], prefix: str = "") -> dict[str, tuple[Any, str, Any]]:
+    """Dotted name -> (default value, description, type hint) for every leaf field of `cls`."""
     hints = typing.get_type_hints(cls)
     default_obj = cls()
-    leaves: dict[str, tuple[Any, str]] = {}
+    leaves: dict[str, tuple[Any, str, Any]] = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         hint = hints[f.name]
         if isinstance(hint, type) and issubclass(hint, ConfigBase):
@@ -40,7 +49,7 @@ def _flat_defaults(cls: type[C], prefix: str = "") -> dict[str, tuple[Any, str]]
         value = getattr(default_obj, f.name)
         if isinstance(value, tuple):
             value = list(value)
-        leaves[f"{prefix}{f.name}"] = (value, _field_doc(cls, f.name))
+        leaves[f"{prefix}{f.name}"] = (value, _field_doc(cls, f.name), hint)
     return leaves
 
 
@@ -63,11 +72,15 @@ def declare_config(node: Node, cls: type[C], prefix: str = "") -> C:
             own validation), naming the parameter.
     """
     flat: dict[str, Any] = {}
-    for name, (default, doc) in _flat_defaults(cls).items():
+    for name, (default, doc, hint) in _flat_defaults(cls).items():
         full = f"{prefix}{name}"
         descriptor = ParameterDescriptor(description=doc, read_only=True)
         if isinstance(default, list) and not default:
-            raise TypeError(f"{full}: empty list defaults cannot be typed as ROS parameters")
-        value = node.declare_parameter(full, default, descriptor).value
+            # An empty list has no ROS type of its own: take it from the field's type hint.
+            (element, *_) = typing.get_args(hint) or (str,)
+            declared = node.declare_parameter(full, _ARRAY_TYPES[element], descriptor)
+            value = default if declared.value is None else declared.value
+        else:
+            value = node.declare_parameter(full, default, descriptor).value
         flat[name] = list(value) if isinstance(value, list | tuple) else value
     return cls.from_dict(_nest(flat))

@@ -21,8 +21,9 @@ import mujoco
 import numpy as np
 
 from wm_ros.config import SimConfig
+from wm_ros.paths import ARM_URDF
 
-DEFAULT_URDF = Path(__file__).with_name("assets") / "arm.urdf"
+DEFAULT_URDF = ARM_URDF
 
 # Segmentation labels. The arm's links get ARM_LABEL_START + i, i = link index in model order.
 BACKGROUND_LABEL = 0  # table and anything else that is neither arm nor puck

@@ -223,6 +223,19 @@ def test_arm6_matches_reference_over_random_configurations():
     np.testing.assert_allclose(poses32, poses, atol=2e-6)
 
 
+def test_points_with_offsets_in_link_frames():
+    model = load_urdf(ARM6)
+    fk = ForwardKinematics(model)
+    q = torch.tensor(np.random.default_rng(5).uniform(-1, 1, (3, 4, 7)))
+    links = [model.link_index(n) for n in ("l3", "tcp", "world", "tcp")]
+    offsets = np.array([[0.1, -0.2, 0.3], [0.0, 0.0, 0.0], [1.0, 2.0, 3.0], [0.0, 0.05, 0.0]])
+    points = fk.points(q, links, offsets)  # (3, 4, 4, 3)
+    poses = fk.link_poses(q)[..., links, :, :]  # (3, 4, 4, 4, 4)
+    homogeneous = torch.cat([torch.tensor(offsets), torch.ones(4, 1, dtype=q.dtype)], dim=1)
+    expected = (poses @ homogeneous[..., None])[..., :3, 0]
+    torch.testing.assert_close(points, expected)
+
+
 def test_base_link_other_than_root():
     model = load_urdf(ARM6)
     q = torch.tensor(np.random.default_rng(2).uniform(-1, 1, (8, 7)))

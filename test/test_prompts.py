@@ -206,6 +206,15 @@ def test_dots_sit_on_top_of_segments():
     torch.testing.assert_close(image[:, 10, 50], torch.tensor([0.8, 0.2, 0.8]), atol=2e-3, rtol=0)
 
 
+def test_hidden_dot_does_not_cover_a_visible_segment():
+    # Keypoint 2 is behind the camera but projects onto the visible segment 0-1: its dot must
+    # not black out the segment there (its priority only counts when it is drawn).
+    r = make_rasterizer(kinds=["joint", "joint", "tool"], edges=[[0, 1]])
+    uv = torch.tensor([[[10.0, 32.0], [50.0, 32.0], [30.0, 32.0]]])
+    alpha = r(uv, torch.tensor([[1.0, 1.0, -1.0]]), alpha=True)[0, -1]
+    assert alpha[32, 30].item() == 1.0
+
+
 def test_hidden_points_are_not_drawn():
     r = make_rasterizer()
     uv = torch.tensor([[[10.0, 10.0], [50.0, 40.0]]]).expand(3, 2, 2).contiguous()
@@ -242,7 +251,12 @@ def dense_reference_keys(r, uv, depth):
             t = np.clip(t, 0, 1)
             dist = np.hypot(xs - a[0] - t * d[0], ys - a[1] - t * d[1])
             cov = np.clip(r.seg_reach - dist, 0, 1)
-            depth_t = depth[b, i] + t * (depth[b, j] - depth[b, i])
+            # Brightness uses the depth at the pixel's column (x for x-major segments, else
+            # row y), on the segment: the parameter of that column, clamped.
+            xmajor = abs(d[0]) >= abs(d[1])
+            major, am, dm = (xs, a[0], d[0]) if xmajor else (ys, a[1], d[1])
+            t_col = np.zeros_like(xs) if abs(dm) <= 1e-12 else np.clip((major - am) / dm, 0, 1)
+            depth_t = depth[b, i] + t_col * (depth[b, j] - depth[b, i])
             level = np.round(cov * bright255(depth_t, float(vis[i] and vis[j])))
             best = np.maximum(best, (level * nc + e).astype(np.int64).ravel())
         for k in range(len(s.dot_radii)):

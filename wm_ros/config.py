@@ -347,3 +347,141 @@ class PromptNodeConfig(ConfigBase):
             raise ValueError("max_joint_age_s and max_plan_age_s must be positive (s)")
         if self.plan_poses < 0 or not 0.0 <= self.plan_opacity <= 1.0:
             raise ValueError("plan_poses must be >= 0 and plan_opacity within [0, 1]")
+
+
+@dataclass(frozen=True)
+class ModelConfig(ConfigBase):
+    """The action-conditioned video world model (wm_ros.model): everything needed to rebuild
+    its networks. Latent frames are (latent_channels, image_size / 4, image_size / 4).
+
+    Attributes:
+        image_size: square frame size the autoencoder takes, pixels (a multiple of 4).
+        latent_channels: channels c of a latent frame.
+        ae_width: channels of the autoencoder's first conv layer (doubled after downsampling).
+        horizon: H, future frames predicted per model call (one chunk).
+        context: K, most recent frames the prediction is conditioned on.
+        memory: M, older frames (sampled with recency weighting) also given as input; 0 = none.
+        widths: channels of the denoiser's two resolution levels (latent grid, then half).
+        emb_dim: size of the flow-time / step-size embedding.
+        use_base: False = the adapter alone is the model (ablation "adapter without base").
+        conditioning: "prompt" (skeleton prompt images, the default), "joints" (raw joint-vector
+            ablation) or "none" (action-free: base only).
+        use_mask: True = final = m * base + (1 - m) * adapter with a learned mask m; False =
+            the plain sum base + adapter (ablation).
+        prompt_channels: channels of one prompt image (1 grey or 3 RGB; PromptConfig.channels).
+        prompt_features: features per future step the prompt encoder gives the adapter.
+        num_joints: J, joints per action vector (the "joints" conditioning).
+        shortcut_levels: the sampler can take 1, 2, 4, ... 2**shortcut_levels steps with a
+            trained step size (shortcut models, Frans et al. 2024); other counts use d = 0.
+    """
+
+    image_size: int = 64
+    latent_channels: int = 4
+    ae_width: int = 32
+    horizon: int = 8
+    context: int = 2
+    memory: int = 2
+    widths: tuple[int, ...] = (64, 128)
+    emb_dim: int = 128
+    use_base: bool = True
+    conditioning: str = "prompt"
+    use_mask: bool = True
+    prompt_channels: int = 3
+    prompt_features: int = 4
+    num_joints: int = 4
+    shortcut_levels: int = 3
+
+    def __post_init__(self) -> None:
+        if self.image_size < 8 or self.image_size % 4:
+            raise ValueError(f"image_size must be a multiple of 4, >= 8; got {self.image_size}")
+        for name in ("latent_channels", "ae_width", "horizon", "context", "emb_dim"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.memory < 0:
+            raise ValueError(f"memory must be >= 0, got {self.memory}")
+        if len(self.widths) != 2 or min(self.widths) <= 0 or any(w % 8 for w in self.widths):
+            raise ValueError(f"widths needs 2 positive multiples of 8, got {self.widths}")
+        if self.conditioning not in ("prompt", "joints", "none"):
+            raise ValueError(
+                f"conditioning must be 'prompt', 'joints' or 'none', got {self.conditioning!r}"
+            )
+        if self.conditioning == "none" and not self.use_base:
+            raise ValueError("an action-free model (conditioning 'none') needs use_base")
+        if not self.use_base and not self.use_mask:
+            raise ValueError("use_mask=False (plain sum) needs a base model (use_base)")
+        if self.prompt_channels not in (1, 3):
+            raise ValueError(f"prompt_channels must be 1 or 3, got {self.prompt_channels}")
+        if self.prompt_features <= 0 or self.num_joints <= 0:
+            raise ValueError("prompt_features and num_joints must be positive")
+        if not 0 <= self.shortcut_levels <= 7:
+            raise ValueError(f"shortcut_levels must be within 0..7, got {self.shortcut_levels}")
+
+    @property
+    def latent_size(self) -> int:
+        """Side of the latent grid, cells."""
+        return self.image_size // 4
+
+    @property
+    def has_adapter(self) -> bool:
+        return self.conditioning != "none"
+
+
+@dataclass(frozen=True)
+class TrainConfig(ConfigBase):
+    """Training of the world model (`wm-ros train`). Steps are optimiser steps per stage.
+
+    Attributes:
+        seed: seeds weights, window sampling and noise.
+        batch_size: windows (or frames, for the autoencoder) per step.
+        lr: AdamW learning rate (cosine decay to lr / 10 after warmup_steps).
+        weight_decay: AdamW weight decay.
+        warmup_steps: linear learning-rate warm-up, steps.
+        grad_clip: gradient norm clip (0 = off).
+        autoencoder_steps, base_steps, adapter_steps: steps of each stage.
+        foreground_weight: extra reconstruction weight of arm and puck pixels (labels > 0),
+            so the small moving objects are not averaged away.
+        latent_l2: weight of a small L2 penalty on the autoencoder's latents.
+        shortcut_fraction: fraction of each batch trained on the shortcut self-consistency
+            target (the rest on plain flow matching, d = 0).
+        memory_tau: recency weighting of memory frames: P(age a) ~ exp(-a / memory_tau), frames.
+        checkpoint_every: steps between checkpoints (a killed run resumes from the last one).
+        log_every: steps between loss log lines.
+        val_fraction: fraction of episodes held out for the validation loss (at least one when
+            there are two or more episodes).
+        device: "cpu", "cuda" or "auto" (cuda when available).
+    """
+
+    seed: int = 0
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    autoencoder_steps: int = 2000
+    base_steps: int = 4000
+    adapter_steps: int = 4000
+    foreground_weight: float = 10.0
+    latent_l2: float = 1e-4
+    shortcut_fraction: float = 0.25
+    memory_tau: float = 8.0
+    checkpoint_every: int = 250
+    log_every: int = 25
+    val_fraction: float = 0.1
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.batch_size <= 0 or self.lr <= 0:
+            raise ValueError("batch_size and lr must be positive")
+        for name in ("autoencoder_steps", "base_steps", "adapter_steps", "warmup_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+        if self.checkpoint_every <= 0 or self.log_every <= 0:
+            raise ValueError("checkpoint_every and log_every must be positive")
+        if not 0.0 <= self.shortcut_fraction < 1.0:
+            raise ValueError("shortcut_fraction must be within [0, 1)")
+        if self.memory_tau <= 0 or self.foreground_weight < 0 or self.latent_l2 < 0:
+            raise ValueError("memory_tau must be positive; foreground_weight, latent_l2 >= 0")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError("val_fraction must be within [0, 1)")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {self.device!r}")

@@ -1179,6 +1179,7 @@ def _cmd_play(args: argparse.Namespace) -> int:
             start_offset=args.start_offset,
             delay=args.delay,
             clock_hz=args.clock_hz,
+            wait_for_subscribers=args.wait_for_subscribers,
         )
     except (BagError, ValueError) as err:
         return _fail("play", str(err))
@@ -1239,6 +1240,13 @@ def add_bag_arguments(subparsers: argparse._SubParsersAction) -> None:
         default=0.0,
         metavar="S",
         help="wait S seconds after creating publishers (lets subscribers match)",
+    )
+    ply.add_argument(
+        "--wait-for-subscribers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="wait (up to 10 s) until every topic has N subscribers before playing",
     )
     ply.set_defaults(func=_cmd_play)
 

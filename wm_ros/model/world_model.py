@@ -1,0 +1,229 @@
+"""The action-conditioned video world model: autoencoder + action-free base + AVID adapter.
+
+Latent chunks are (N, H, c, h, w): H future frames of c channels on an h x w grid. The base
+predicts the flow velocity of the H future latents from K context and M memory latents, without
+actions. The adapter (AVID, arXiv 2410.12822) sees the same inputs plus the base's prediction as
+extra channels, and the action conditioning of the H future steps (skeleton prompts, arXiv
+2508.13104, or raw joint vectors as an ablation) injected through zero-initialised layers; it
+outputs its own velocity and a mask logit, and
+
+    final = m * base + (1 - m) * adapter,   m = sigmoid(logit)   (mask head zero-init: m = 0.5)
+
+Ablations by ModelConfig: use_base=False (adapter alone), conditioning="joints", use_mask=False
+(final = base + adapter, adapter head zero-init so training starts from the base).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from wm_ros.config import ModelConfig
+from wm_ros.model import flow
+from wm_ros.model.autoencoder import FrameAutoencoder
+from wm_ros.model.nets import LatentUNet, TimeEmbedding, zero_module
+
+
+def _stack(*chunks: torch.Tensor) -> torch.Tensor:
+    """Latent chunks (N, T_i, c, h, w) -> (N, sum T_i * c, h, w) along channels."""
+    return torch.cat([z.flatten(1, 2) for z in chunks if z.shape[1] > 0], dim=1)
+
+
+class BaseModel(nn.Module):
+    """Action-free denoiser: velocity of the H future latents given context and memory."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        c, frames = cfg.latent_channels, cfg.horizon + cfg.context + cfg.memory
+        self.time = TimeEmbedding(cfg.emb_dim)
+        self.net = LatentUNet(frames * c, cfg.horizon * c, cfg.widths, cfg.emb_dim)
+
+    def forward(self, x, t, d, context, memory) -> torch.Tensor:
+        """x (N, H, c, h, w), t, d (N,), context (N, K, c, h, w), memory (N, M, c, h, w)
+        -> velocity (N, H, c, h, w)."""
+        out = self.net(_stack(x, context, memory), self.time(t, d))  # (N, H * c, h, w)
+        return out.view_as(x)
+
+
+class PromptEncoder(nn.Module):
+    """Skeleton prompts (N, H, C_p, S, S) -> injections at the two U-Net levels, each through a
+    zero-initialised 1x1 conv (ControlNet): no effect at initialisation."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        f, w0, w1 = cfg.prompt_features, *cfg.widths
+        self.per_step = nn.Sequential(  # one prompt (C_p, S, S) -> (f, S/4, S/4)
+            nn.Conv2d(cfg.prompt_channels, 16, 3, padding=1),
+            nn.SiLU(),
+            nn.Conv2d(16, 32, 4, stride=2, padding=1),
+            nn.SiLU(),
+            nn.Conv2d(32, 32, 4, stride=2, padding=1),
+            nn.SiLU(),
+            nn.Conv2d(32, f, 1),
+        )
+        self.mix0 = nn.Sequential(nn.Conv2d(cfg.horizon * f, w0, 3, padding=1), nn.SiLU())
+        self.mix1 = nn.Sequential(nn.Conv2d(w0, w1, 3, stride=2, padding=1), nn.SiLU())
+        self.zero0 = zero_module(nn.Conv2d(w0, w0, 1))
+        self.zero1 = zero_module(nn.Conv2d(w1, w1, 1))
+
+    def forward(self, prompts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n, h = prompts.shape[:2]
+        f = self.per_step(prompts.flatten(0, 1))  # (N * H, f, h', w')
+        f0 = self.mix0(f.view(n, h * f.shape[1], *f.shape[2:]))  # (N, w0, h', w')
+        f1 = self.mix1(f0)  # (N, w1, h'/2, w'/2)
+        return self.zero0(f0), self.zero1(f1)
+
+
+class JointEncoder(nn.Module):
+    """Raw joint vectors (N, H, J), rad -> spatially constant injections (ablation)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        w0, w1 = cfg.widths
+        self.mlp = nn.Sequential(
+            nn.Linear(cfg.horizon * cfg.num_joints, cfg.emb_dim),
+            nn.SiLU(),
+            nn.Linear(cfg.emb_dim, cfg.emb_dim),
+            nn.SiLU(),
+        )
+        self.zero0 = zero_module(nn.Linear(cfg.emb_dim, w0))
+        self.zero1 = zero_module(nn.Linear(cfg.emb_dim, w1))
+
+    def forward(self, joints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        e = self.mlp(joints.flatten(1))  # (N, E)
+        return self.zero0(e)[:, :, None, None], self.zero1(e)[:, :, None, None]
+
+
+class Adapter(nn.Module):
+    """AVID adapter: its own velocity and a mask logit, both (N, H, c, h, w)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        c, frames = cfg.latent_channels, cfg.horizon + cfg.context + cfg.memory
+        frames += cfg.horizon if cfg.use_base else 0  # the base's prediction as extra channels
+        self.cfg = cfg
+        self.time = TimeEmbedding(cfg.emb_dim)
+        self.net = LatentUNet(frames * c, cfg.horizon * c, cfg.widths, cfg.emb_dim)
+        self.actions = PromptEncoder(cfg) if cfg.conditioning == "prompt" else JointEncoder(cfg)
+        self.mask_head = (
+            zero_module(nn.Conv2d(cfg.widths[0], cfg.horizon * c, 1)) if cfg.use_mask else None
+        )
+        if not cfg.use_mask:  # plain sum: start exactly at the base
+            zero_module(self.net.out)
+
+    def forward(self, x, t, d, context, memory, base_v, cond):
+        """x, base_v (N, H, c, h, w) (base_v None without a base); cond: prompts
+        (N, H, C_p, S, S) or joints (N, H, J). Returns (velocity, mask logit or None)."""
+        inputs = _stack(x, context, memory) if base_v is None else _stack(x, base_v, context, memory)
+        feats = self.net.features(inputs, self.time(t, d), self.actions(cond))  # (N, w0, h, w)
+        v = self.net.out(feats).view_as(x)
+        logit = None if self.mask_head is None else self.mask_head(feats).view_as(x)
+        return v, logit
+
+
+@dataclass
+class VelocityParts:
+    """The pieces of one model evaluation, each (N, H, c, h, w) or None."""
+
+    final: torch.Tensor
+    base: torch.Tensor | None
+    adapter: torch.Tensor | None
+    mask: torch.Tensor | None  # m in (0, 1): weight of the base
+
+
+class WorldModel(nn.Module):
+    """Autoencoder + base + adapter as ModelConfig says (see module doc)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.autoencoder = FrameAutoencoder(cfg.latent_channels, cfg.ae_width)
+        self.base = BaseModel(cfg) if cfg.use_base else None
+        self.adapter = Adapter(cfg) if cfg.has_adapter else None
+
+    def latent_shape(self) -> tuple[int, int, int]:
+        """(c, h, w) of one latent frame."""
+        s = self.cfg.latent_size
+        return (self.cfg.latent_channels, s, s)
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """(..., 3, S, S) images in [0, 1] -> (..., c, h, w) normalised latents."""
+        lead = frames.shape[:-3]
+        if tuple(frames.shape[-3:]) != (3, self.cfg.image_size, self.cfg.image_size):
+            s = self.cfg.image_size
+            raise ValueError(f"frames must be (..., 3, {s}, {s}), got {tuple(frames.shape)}")
+        return self.autoencoder.encode(frames.flatten(0, -4) if lead else frames[None]).view(
+            *lead, *self.latent_shape()
+        )
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """(..., c, h, w) latents -> (..., 3, S, S) images in [0, 1]."""
+        lead = latents.shape[:-3]
+        s = self.cfg.image_size
+        return self.autoencoder.decode(latents.reshape(-1, *latents.shape[-3:])).view(
+            *lead, 3, s, s
+        )
+
+    def velocity_parts(self, x, t, d, context, memory, cond=None, use_adapter=True):
+        """One evaluation. x (N, H, c, h, w); t, d (N,); context (N, K, c, h, w); memory
+        (N, M, c, h, w); cond as the adapter takes (ignored when use_adapter is False)."""
+        base_v = self.base(x, t, d, context, memory) if self.base is not None else None
+        if self.adapter is None or not use_adapter:
+            if base_v is None:
+                raise ValueError("this model has no base: it cannot predict without actions")
+            return VelocityParts(base_v, base_v, None, None)
+        if cond is None:
+            raise ValueError(f"this model needs action conditioning ({self.cfg.conditioning})")
+        adapter_v, logit = self.adapter(x, t, d, context, memory, base_v, cond)
+        if base_v is None:
+            return VelocityParts(adapter_v, None, adapter_v, None)
+        if logit is None:
+            return VelocityParts(base_v + adapter_v, base_v, adapter_v, None)
+        m = torch.sigmoid(logit)
+        return VelocityParts(m * base_v + (1 - m) * adapter_v, base_v, adapter_v, m)
+
+    def velocity(self, x, t, d, context, memory, cond=None, use_adapter=True) -> torch.Tensor:
+        """The final velocity (N, H, c, h, w) (see velocity_parts)."""
+        return self.velocity_parts(x, t, d, context, memory, cond, use_adapter).final
+
+    def sample(self, context, memory, cond=None, steps=2, generator=None, use_adapter=True):
+        """H future latents (N, H, c, h, w) by `steps` Euler steps from seeded noise."""
+        n = context.shape[0]
+        shape = (n, self.cfg.horizon, *self.latent_shape())
+
+        def v(x, t, d):
+            return self.velocity(x, t, d, context, memory, cond, use_adapter)
+
+        return flow.sample(
+            v, shape, steps, self.cfg.shortcut_levels, generator, context.device, context.dtype
+        )
+
+    def rollout(self, context, memory, cond=None, length=None, steps=2, generator=None,
+                use_adapter=True):
+        """Chunked autoregression: `length` future latents (N, L, c, h, w), H at a time, each
+        chunk conditioned on the model's own latest K predictions; frames leaving the context
+        become the most recent memory. cond: (N, L, ...) per future step (None for base-only).
+        """
+        h_len = self.cfg.horizon
+        if length is None:
+            if cond is None:
+                raise ValueError("give length when there is no conditioning")
+            length = cond.shape[1]
+        if cond is not None and cond.shape[1] < length:
+            raise ValueError(f"cond covers {cond.shape[1]} steps, fewer than length {length}")
+        chunks, k, m = [], self.cfg.context, self.cfg.memory
+        for start in range(0, length, h_len):
+            c = None
+            if cond is not None and use_adapter:
+                c = cond[:, start : start + h_len]
+                if c.shape[1] < h_len:  # last, short chunk: hold the final action
+                    pad = c[:, -1:].expand(-1, h_len - c.shape[1], *c.shape[2:])
+                    c = torch.cat([c, pad], dim=1)
+            z = self.sample(context, memory, c, steps, generator, use_adapter)  # (N, H, c, h, w)
+            chunks.append(z)
+            history = torch.cat([memory, context, z], dim=1)
+            context = history[:, -k:]
+            memory = history[:, -k - m : -k] if m else history[:, :0]
+        return torch.cat(chunks, dim=1)[:, :length]

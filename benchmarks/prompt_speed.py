@@ -105,12 +105,18 @@ def main(argv: list[str] | None = None) -> dict:
     from wm_ros.camera import project_points
 
     stages = {
-        "fk": timeit(lambda: renderer.fk.points(flat_q, sk.keypoint_links, sk.keypoint_offsets),
-                     args.repeats, args.warmup, sync)["p50"],  # fmt: skip
-        "projection": timeit(lambda: project_points(points, renderer.camera), args.repeats,
-                             args.warmup, sync)["p50"],  # fmt: skip
-        "key_map (candidates + scatter)": timeit(lambda: raster.key_map(uv, depth), args.repeats,
-                                                 args.warmup, sync)["p50"],  # fmt: skip
+        "fk": timeit(
+            lambda: renderer.fk.points(flat_q, sk.keypoint_links, sk.keypoint_offsets),
+            args.repeats,
+            args.warmup,
+            sync,
+        )["p50"],
+        "projection": timeit(
+            lambda: project_points(points, renderer.camera), args.repeats, args.warmup, sync
+        )["p50"],
+        "key_map (candidates + scatter)": timeit(
+            lambda: raster.key_map(uv, depth), args.repeats, args.warmup, sync
+        )["p50"],
         "decode (gather to float)": timeit(decode, args.repeats, args.warmup, sync)["p50"],
     }
     load_after = os.getloadavg()
@@ -138,13 +144,21 @@ def main(argv: list[str] | None = None) -> dict:
         "stages_p50_ms": stages,
         "prompts_per_s": args.n * args.horizon / (reused["p50"] / 1e3),
     }
-    print(f"machine: {result['machine']['cpu']}, {result['machine']['cores']} cores, "
-          f"torch {result['torch']}, {result['threads']} threads, device {result['device']}")  # fmt: skip
+    machine = result["machine"]
+    print(
+        f"machine: {machine['cpu']}, {machine['cores']} cores, torch {result['torch']}, "
+        f"{result['threads']} threads, device {result['device']}"
+    )
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}")
-    print(f"config: {args.n} x {args.horizon} prompts, {raster.channels} x {args.res} x {args.res}, "
-          f"skeleton {len(sk.keypoint_names)} keypoints / {len(sk.edges)} edges")  # fmt: skip
+    shape = f"{raster.channels} x {args.res} x {args.res}"
+    print(
+        f"config: {args.n} x {args.horizon} prompts of {shape}, skeleton "
+        f"{len(sk.keypoint_names)} keypoints / {len(sk.edges)} edges"
+    )
     for name, t in result["latency_ms"].items():
-        print(f"  {name:10s}: p50 {t['p50']:7.2f} ms  p95 {t['p95']:7.2f} ms  min {t['min']:7.2f} ms")
+        print(
+            f"  {name:10s}: p50 {t['p50']:7.2f} ms  p95 {t['p95']:7.2f} ms  min {t['min']:7.2f} ms"
+        )
     for name, t in stages.items():
         print(f"  stage {name:32s} p50 {t:7.2f} ms")
     if args.json is not None:

@@ -17,7 +17,6 @@ import sys
 import textwrap
 import threading
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +34,7 @@ from rosbags.typesys import Stores, get_typestore
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, JointState
 
+from test.conftest import module_domain
 from wm_ros.ros.bag import (
     BagError,
     BagNotFoundError,
@@ -59,9 +59,7 @@ from wm_ros.ros.qos import latched_qos, reliable_qos
 pytestmark = pytest.mark.ros
 
 REPO = Path(__file__).resolve().parents[1]
-_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-# 100..229: above the per-worker domains of conftest.py, distinct per worker and module.
-DOMAIN = 100 + zlib.crc32(f"{os.getppid()}:{_WORKER}:{__name__}".encode()) % 130
+DOMAIN = module_domain(__name__)
 JOINTS = ["shoulder", "elbow", "wrist"]
 
 

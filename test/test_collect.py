@@ -56,7 +56,7 @@ def test_bag_frames_match_the_simulator(collected):
 
 
 def test_collect_is_deterministic_and_never_overwrites(collected, tmp_path):
-    out, summary = collected
+    _, summary = collected
     again = collect(episodes=1, seed=3, out=tmp_path, steps=12)
     assert again["per_episode"][0] == summary["per_episode"][0]
     with pytest.raises(ValueError, match="exists already"):

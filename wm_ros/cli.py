@@ -97,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     bag = sub.add_parser("bag", help="record or play rosbag2 bags")
     add_bag_arguments(bag.add_subparsers(dest="bag_command", required=True, metavar="ACTION"))
 
+    from wm_ros.train import add_train_arguments
+
+    add_train_arguments(
+        sub.add_parser("train", help="train the world model on collected bags (resumable)")
+    )
+
     demo = sub.add_parser("demo", help="closed-loop demo in the simulator, with a report")
     demo.add_argument("--out", default="demo_out", help="report folder")
     demo.add_argument("--seed", type=int, default=0, help="first episode seed")

@@ -381,7 +381,7 @@ class ModelConfig(ConfigBase):
     horizon: int = 8
     context: int = 2
     memory: int = 2
-    widths: tuple[int, ...] = (64, 128)
+    widths: tuple[int, ...] = (32, 64)
     emb_dim: int = 128
     use_base: bool = True
     conditioning: str = "prompt"

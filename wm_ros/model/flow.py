@@ -66,6 +66,7 @@ def sample(
     shape: tuple[int, ...],
     steps: int,
     shortcut_levels: int,
+    *,
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,

@@ -71,7 +71,9 @@ class LatentUNet(nn.Module):
         self.down = nn.Conv2d(w0, w1, 3, stride=2, padding=1)
         self.enc1 = nn.ModuleList([ResBlock(w1, emb_dim), ResBlock(w1, emb_dim)])
         self.mid = ResBlock(w1, emb_dim)
-        self.up = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(w1, w0, 3, padding=1))
+        self.up = nn.Sequential(
+            nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(w1, w0, 3, padding=1)
+        )
         self.merge = nn.Conv2d(2 * w0, w0, 1)
         self.dec0 = nn.ModuleList([ResBlock(w0, emb_dim), ResBlock(w0, emb_dim)])
         self.out_norm = nn.GroupNorm(8, w0)

@@ -40,7 +40,14 @@ class BaseModel(nn.Module):
         self.time = TimeEmbedding(cfg.emb_dim)
         self.net = LatentUNet(frames * c, cfg.horizon * c, cfg.widths, cfg.emb_dim)
 
-    def forward(self, x, t, d, context, memory) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        d: torch.Tensor,
+        context: torch.Tensor,
+        memory: torch.Tensor,
+    ) -> torch.Tensor:
         """x (N, H, c, h, w), t, d (N,), context (N, K, c, h, w), memory (N, M, c, h, w)
         -> velocity (N, H, c, h, w)."""
         out = self.net(_stack(x, context, memory), self.time(t, d))  # (N, H * c, h, w)
@@ -55,11 +62,9 @@ class PromptEncoder(nn.Module):
         super().__init__()
         f, w0, w1 = cfg.prompt_features, *cfg.widths
         self.per_step = nn.Sequential(  # one prompt (C_p, S, S) -> (f, S/4, S/4)
-            nn.Conv2d(cfg.prompt_channels, 16, 3, padding=1),
+            nn.Conv2d(cfg.prompt_channels, 16, 4, stride=2, padding=1),  # S/2
             nn.SiLU(),
-            nn.Conv2d(16, 32, 4, stride=2, padding=1),
-            nn.SiLU(),
-            nn.Conv2d(32, 32, 4, stride=2, padding=1),
+            nn.Conv2d(16, 32, 4, stride=2, padding=1),  # S/4
             nn.SiLU(),
             nn.Conv2d(32, f, 1),
         )
@@ -113,11 +118,28 @@ class Adapter(nn.Module):
         if not cfg.use_mask:  # plain sum: start exactly at the base
             zero_module(self.net.out)
 
-    def forward(self, x, t, d, context, memory, base_v, cond):
-        """x, base_v (N, H, c, h, w) (base_v None without a base); cond: prompts
-        (N, H, C_p, S, S) or joints (N, H, J). Returns (velocity, mask logit or None)."""
-        inputs = _stack(x, context, memory) if base_v is None else _stack(x, base_v, context, memory)
-        feats = self.net.features(inputs, self.time(t, d), self.actions(cond))  # (N, w0, h, w)
+    def encode_actions(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompts (N, H, C_p, S, S) or joints (N, H, J) -> the two U-Net injections. They do
+        not depend on the flow time: a sampler computes them once."""
+        return self.actions(cond)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        d: torch.Tensor,
+        context: torch.Tensor,
+        memory: torch.Tensor,
+        *,
+        base_v: torch.Tensor | None,
+        injections: tuple[torch.Tensor, torch.Tensor],
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x, base_v (N, H, c, h, w) (base_v None without a base); injections from
+        `encode_actions`. Returns (velocity, mask logit or None), each (N, H, c, h, w)."""
+        inputs = (
+            _stack(x, context, memory) if base_v is None else _stack(x, base_v, context, memory)
+        )
+        feats = self.net.features(inputs, self.time(t, d), injections)  # (N, w0, h, w)
         v = self.net.out(feats).view_as(x)
         logit = None if self.mask_head is None else self.mask_head(feats).view_as(x)
         return v, logit
@@ -166,17 +188,33 @@ class WorldModel(nn.Module):
             *lead, 3, s, s
         )
 
-    def velocity_parts(self, x, t, d, context, memory, cond=None, use_adapter=True):
+    def velocity_parts(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        d: torch.Tensor,
+        context: torch.Tensor,
+        memory: torch.Tensor,
+        *,
+        cond: torch.Tensor | None = None,
+        use_adapter: bool = True,
+        injections: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> VelocityParts:
         """One evaluation. x (N, H, c, h, w); t, d (N,); context (N, K, c, h, w); memory
-        (N, M, c, h, w); cond as the adapter takes (ignored when use_adapter is False)."""
+        (N, M, c, h, w); cond: prompts (N, H, C_p, S, S) or joints (N, H, J), or instead its
+        precomputed `injections` (adapter.encode_actions); both ignored without use_adapter."""
         base_v = self.base(x, t, d, context, memory) if self.base is not None else None
         if self.adapter is None or not use_adapter:
             if base_v is None:
                 raise ValueError("this model has no base: it cannot predict without actions")
             return VelocityParts(base_v, base_v, None, None)
-        if cond is None:
-            raise ValueError(f"this model needs action conditioning ({self.cfg.conditioning})")
-        adapter_v, logit = self.adapter(x, t, d, context, memory, base_v, cond)
+        if injections is None:
+            if cond is None:
+                raise ValueError(f"this model needs action conditioning ({self.cfg.conditioning})")
+            injections = self.adapter.encode_actions(cond)
+        adapter_v, logit = self.adapter(
+            x, t, d, context, memory, base_v=base_v, injections=injections
+        )
         if base_v is None:
             return VelocityParts(adapter_v, None, adapter_v, None)
         if logit is None:
@@ -184,24 +222,67 @@ class WorldModel(nn.Module):
         m = torch.sigmoid(logit)
         return VelocityParts(m * base_v + (1 - m) * adapter_v, base_v, adapter_v, m)
 
-    def velocity(self, x, t, d, context, memory, cond=None, use_adapter=True) -> torch.Tensor:
+    def velocity(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        d: torch.Tensor,
+        context: torch.Tensor,
+        memory: torch.Tensor,
+        *,
+        cond: torch.Tensor | None = None,
+        use_adapter: bool = True,
+    ) -> torch.Tensor:
         """The final velocity (N, H, c, h, w) (see velocity_parts)."""
-        return self.velocity_parts(x, t, d, context, memory, cond, use_adapter).final
+        return self.velocity_parts(
+            x, t, d, context, memory, cond=cond, use_adapter=use_adapter
+        ).final
 
-    def sample(self, context, memory, cond=None, steps=2, generator=None, use_adapter=True):
+    def sample(
+        self,
+        context: torch.Tensor,
+        memory: torch.Tensor,
+        cond: torch.Tensor | None = None,
+        *,
+        steps: int = 2,
+        generator: torch.Generator | None = None,
+        use_adapter: bool = True,
+    ) -> torch.Tensor:
         """H future latents (N, H, c, h, w) by `steps` Euler steps from seeded noise."""
         n = context.shape[0]
         shape = (n, self.cfg.horizon, *self.latent_shape())
+        inj = None
+        if use_adapter and self.adapter is not None:
+            if cond is None:
+                raise ValueError(f"this model needs action conditioning ({self.cfg.conditioning})")
+            inj = self.adapter.encode_actions(cond)  # once for all sampler steps
 
         def v(x, t, d):
-            return self.velocity(x, t, d, context, memory, cond, use_adapter)
+            return self.velocity_parts(
+                x, t, d, context, memory, use_adapter=use_adapter, injections=inj
+            ).final
 
         return flow.sample(
-            v, shape, steps, self.cfg.shortcut_levels, generator, context.device, context.dtype
+            v,
+            shape,
+            steps,
+            self.cfg.shortcut_levels,
+            generator=generator,
+            device=context.device,
+            dtype=context.dtype,
         )
 
-    def rollout(self, context, memory, cond=None, length=None, steps=2, generator=None,
-                use_adapter=True):
+    def rollout(
+        self,
+        context: torch.Tensor,
+        memory: torch.Tensor,
+        cond: torch.Tensor | None = None,
+        *,
+        length: int | None = None,
+        steps: int = 2,
+        generator: torch.Generator | None = None,
+        use_adapter: bool = True,
+    ) -> torch.Tensor:
         """Chunked autoregression: `length` future latents (N, L, c, h, w), H at a time, each
         chunk conditioned on the model's own latest K predictions; frames leaving the context
         become the most recent memory. cond: (N, L, ...) per future step (None for base-only).
@@ -221,7 +302,9 @@ class WorldModel(nn.Module):
                 if c.shape[1] < h_len:  # last, short chunk: hold the final action
                     pad = c[:, -1:].expand(-1, h_len - c.shape[1], *c.shape[2:])
                     c = torch.cat([c, pad], dim=1)
-            z = self.sample(context, memory, c, steps, generator, use_adapter)  # (N, H, c, h, w)
+            z = self.sample(
+                context, memory, c, steps=steps, generator=generator, use_adapter=use_adapter
+            )  # (N, H, c, h, w)
             chunks.append(z)
             history = torch.cat([memory, context, z], dim=1)
             context = history[:, -k:]

@@ -5,20 +5,23 @@ dense pass over it is affordable):
 
 1. Sparse candidates. Each segment only visits the pixels that can be within reach of it: it
    walks its major axis (x if |dx| >= |dy|) one pixel column at a time and, in each column, a
-   band of `rows` pixels around the centre line. Each dot visits a small square stencil. The
-   candidate count is (batch, edges, columns, rows) with columns = the longest segment's extent
-   in the batch (one host sync), so the work scales with the skeleton's length in pixels, not
-   with the image area.
+   band of `seg_rows` pixels around the centre line. Each dot visits a small square stencil.
+   Edge e gets as many columns as its longest instance in the batch needs (one host sync), so
+   the work scales with the skeleton's length in pixels, not with the image area. Candidates are
+   laid out batch-last, (columns, rows, B), so every elementwise op runs long vectorised loops.
+   Bands and stencils are clamped into the image, so every candidate index is valid.
 2. Exact coverage per candidate: distance from the pixel centre to the segment (clamped
    projection, round caps) or to the dot centre, coverage = clamp(R + 0.5 - distance, 0, 1), with
    R the half-width or radius: a one-pixel linear ramp, the usual distance-based anti-aliasing.
-   Brightness falls linearly with the interpolated depth along the segment (the depth cue).
-3. One scatter-max into a small integer key map (batch, h*w): key = ((priority * 256 + level) *
+   Brightness falls linearly with depth (the depth cue), taken along the segment at each column.
+3. One scatter-max into a small integer key map (B, h*w): key = ((priority * 256 + level) *
    colours + colour id), level = round(255 * coverage * brightness). The max keeps, at every
    pixel, the brightest candidate (ties: the higher colour id), so overlaps are order-free and
-   deterministic; dot interiors (coverage >= 0.5) get a higher priority so joints and the tool
-   point sit on top of the links. The key map is 2 bytes a pixel and stays in cache.
-4. One table look-up decodes keys to colours: table[key] = colour[id] * level / 255.
+   deterministic; interiors (coverage >= 0.5) of visible dots get a higher priority so joints and
+   the tool point sit on top of the links. The key map is 2 bytes a pixel and stays in cache;
+   level 0 decodes to black whatever its colour id, so no candidate needs masking.
+4. One table look-up decodes keys to colours: table[key] = colour[id] * level / 255 (a gather;
+   on CPU in cache-sized blocks of images, see `decode`).
 
 Pixel convention: OpenCV, the centre of pixel (col, row) is at (col, row).
 """

@@ -11,8 +11,6 @@ from __future__ import annotations
 import sys
 from collections import Counter
 
-import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
@@ -29,6 +27,7 @@ from wm_ros.ros.conversions import (
     trajectory_msg_to_core,
 )
 from wm_ros.ros.params import declare_config
+from wm_ros.ros.spin import run_node
 
 
 class PromptNode(Node):
@@ -111,25 +110,7 @@ class PromptNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args if args is not None else sys.argv)
-    node = None
-    executor = SingleThreadedExecutor()
-    try:
-        node = PromptNode()
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except ValueError as err:
-        sys.stderr.write(f"prompt_node: {err}\n")
-        return 2
-    finally:
-        executor.shutdown()
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
+    return run_node(PromptNode, "prompt_node", args)
 
 
 if __name__ == "__main__":

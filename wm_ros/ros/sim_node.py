@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import sys
 
-import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.time import Time
 from rosgraph_msgs.msg import Clock
@@ -31,6 +29,7 @@ from wm_ros.ros.conversions import (
 )
 from wm_ros.ros.params import declare_config
 from wm_ros.ros.qos import latched_qos
+from wm_ros.ros.spin import run_node
 from wm_ros.sim import TabletopSim
 from wm_ros.trajectory import TrajectoryError, TrajectoryFollower, validate_trajectory
 
@@ -196,26 +195,7 @@ class SimNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args if args is not None else sys.argv)
-    node = None
-    executor = SingleThreadedExecutor()
-    try:
-        node = SimNode()
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except ValueError as err:
-        # Bad parameters: one clear line, no traceback.
-        sys.stderr.write(f"sim_node: {err}\n")
-        return 2
-    finally:
-        executor.shutdown()
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
+    return run_node(SimNode, "sim_node", args)
 
 
 if __name__ == "__main__":

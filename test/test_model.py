@@ -1,0 +1,298 @@
+"""The world model: shapes, AVID mask and zero-initialised injection, the flow sampler,
+checkpoints, and that a tiny model can fit a tiny dataset."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from wm_ros.config import ModelConfig, TrainConfig
+from wm_ros.data import sim_episodes
+from wm_ros.model import CheckpointError, WorldModel, flow, load_model, save_model
+from wm_ros.train import Trainer
+
+TINY = ModelConfig(
+    image_size=16, latent_channels=2, ae_width=8, horizon=3, context=2, memory=1,
+    widths=(8, 16), emb_dim=16, prompt_features=2,
+)  # fmt: skip
+N = 3
+
+
+def inputs(cfg: ModelConfig, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    s, c, h = cfg.latent_size, cfg.latent_channels, cfg.horizon
+    cond = (
+        torch.rand(N, h, cfg.prompt_channels, cfg.image_size, cfg.image_size, generator=g)
+        if cfg.conditioning == "prompt"
+        else torch.randn(N, h, cfg.num_joints, generator=g)
+    )
+    return {
+        "x": torch.randn(N, h, c, s, s, generator=g),
+        "t": torch.rand(N, generator=g),
+        "d": torch.full((N,), 0.5),
+        "context": torch.randn(N, cfg.context, c, s, s, generator=g),
+        "memory": torch.randn(N, cfg.memory, c, s, s, generator=g),
+        "cond": cond,
+    }
+
+
+def model(cfg: ModelConfig = TINY, seed: int = 0) -> WorldModel:
+    torch.manual_seed(seed)
+    return WorldModel(cfg).eval()
+
+
+ABLATIONS = {
+    "full": TINY,
+    "joints": TINY.replace(conditioning="joints"),
+    "no_mask": TINY.replace(use_mask=False),
+    "no_base": TINY.replace(use_base=False),
+    "no_memory": TINY.replace(memory=0),
+}
+
+
+# ---------------------------------------------------------------------------------- shapes
+
+
+@pytest.mark.parametrize("name", ABLATIONS)
+def test_shapes_of_every_variant(name):
+    cfg = ABLATIONS[name]
+    m, inp = model(cfg), inputs(cfg)
+    s, c = cfg.latent_size, cfg.latent_channels
+    with torch.no_grad():
+        parts = m.velocity_parts(**{k: v for k, v in inp.items() if k != "cond"}, cond=inp["cond"])
+        assert parts.final.shape == (N, cfg.horizon, c, s, s)
+        assert (parts.base is None) == (not cfg.use_base)
+        assert (parts.mask is None) == (not cfg.use_mask or not cfg.use_base)
+        frames = torch.rand(N, 2, 3, cfg.image_size, cfg.image_size)
+        z = m.encode(frames)
+        assert z.shape == (N, 2, c, s, s)
+        assert m.decode(z).shape == frames.shape
+        long_cond = torch.cat([inp["cond"], inp["cond"][:, :2]], dim=1)  # H + 2 steps
+        rollout = m.rollout(inp["context"], inp["memory"], long_cond, steps=2)
+        assert rollout.shape == (N, cfg.horizon + 2, c, s, s)
+
+
+def test_wrong_frame_size_is_named():
+    with pytest.raises(ValueError, match=r"frames must be \(\.\.\., 3, 16, 16\)"):
+        model().encode(torch.rand(2, 3, 32, 32))
+
+
+def test_invalid_configs_are_rejected():
+    with pytest.raises(ValueError, match="conditioning"):
+        ModelConfig(conditioning="text")
+    with pytest.raises(ValueError, match="needs a base"):
+        ModelConfig(use_base=False, use_mask=False)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        ModelConfig(image_size=30)
+
+
+def test_action_free_model_needs_no_conditioning_and_adapter_model_does():
+    base_only = model(TINY.replace(conditioning="none"))
+    inp = inputs(TINY)
+    assert base_only.adapter is None
+    assert base_only.sample(inp["context"], inp["memory"], steps=1).shape == inp["x"].shape
+    with pytest.raises(ValueError, match="needs action conditioning"):
+        model().sample(inp["context"], inp["memory"], None, steps=1)
+
+
+# ---------------------------------------------------------------------------------- AVID
+
+
+def test_mask_is_one_half_at_initialisation_and_mixes_base_and_adapter():
+    m, inp = model(), inputs(TINY)
+    with torch.no_grad():
+        parts = m.velocity_parts(**{k: v for k, v in inp.items() if k != "cond"}, cond=inp["cond"])
+    assert torch.all(parts.mask == 0.5)
+    torch.testing.assert_close(parts.final, 0.5 * parts.base + 0.5 * parts.adapter)
+    assert not torch.allclose(parts.base, parts.adapter)  # a real mixture, not a tautology
+
+
+@pytest.mark.parametrize("conditioning", ["prompt", "joints"])
+def test_zero_initialised_injection_ignores_actions_at_init_but_learns_them(conditioning):
+    cfg = TINY.replace(conditioning=conditioning)
+    m = model(cfg)
+    a, b = inputs(cfg, seed=0), inputs(cfg, seed=1)
+    rest = {k: v for k, v in a.items() if k != "cond"}
+    with torch.no_grad():
+        out_a = m.velocity_parts(**rest, cond=a["cond"]).adapter
+        out_b = m.velocity_parts(**rest, cond=b["cond"]).adapter
+    torch.testing.assert_close(out_a, out_b, rtol=0, atol=0)
+    # The zero layers still get gradients: one optimiser step makes the actions matter.
+    opt = torch.optim.Adam(m.adapter.parameters(), lr=1e-2)
+    m.velocity(**rest, cond=a["cond"]).pow(2).mean().backward()
+    opt.step()
+    with torch.no_grad():
+        out_a = m.velocity_parts(**rest, cond=a["cond"]).adapter
+        out_b = m.velocity_parts(**rest, cond=b["cond"]).adapter
+    assert (out_a - out_b).abs().max() > 1e-4
+
+
+def test_no_mask_ablation_starts_exactly_at_the_base():
+    m, inp = model(TINY.replace(use_mask=False)), inputs(TINY)
+    with torch.no_grad():
+        parts = m.velocity_parts(**{k: v for k, v in inp.items() if k != "cond"}, cond=inp["cond"])
+    torch.testing.assert_close(parts.final, parts.base, rtol=0, atol=0)
+
+
+# ---------------------------------------------------------------------------------- sampler
+
+
+@pytest.mark.parametrize("steps", [1, 2, 4, 7])
+def test_euler_integrates_a_constant_velocity_exactly(steps):
+    g = torch.Generator().manual_seed(3)
+    x0, v = torch.randn(5, 2, 3, generator=g), torch.randn(5, 2, 3, generator=g)
+    seen = []
+
+    def velocity(x, t, d):
+        seen.append((float(t[0]), float(d[0])))
+        return v
+
+    x1 = flow.euler_integrate(velocity, x0, steps)
+    torch.testing.assert_close(x1, x0 + v)
+    assert [t for t, _ in seen] == pytest.approx([k / steps for k in range(steps)])
+    assert all(d == pytest.approx(1 / steps) for _, d in seen)
+
+
+def test_sampler_repeats_under_a_seed_and_differs_across_seeds():
+    def velocity(x, t, d):
+        return torch.sin(x) * (1 - t)[:, None]
+
+    def run(seed):
+        g = torch.Generator().manual_seed(seed)
+        return flow.sample(velocity, (4, 6), 4, shortcut_levels=3, generator=g)
+
+    torch.testing.assert_close(run(0), run(0), rtol=0, atol=0)
+    assert not torch.allclose(run(0), run(1))
+    m, inp = model(), inputs(TINY)
+    with torch.no_grad():
+        a, b = (
+            m.sample(inp["context"], inp["memory"], inp["cond"], steps=2,
+                     generator=torch.Generator().manual_seed(7))
+            for _ in range(2)
+        )  # fmt: skip
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_step_size_condition_uses_trained_sizes_only():
+    assert flow.step_size_condition(1, 3) == 1.0
+    assert flow.step_size_condition(4, 3) == 0.25
+    assert flow.step_size_condition(3, 3) == 0.0  # not a power of two: plain flow velocity
+    assert flow.step_size_condition(16, 3) == 0.0  # finer than the trained sizes
+    with pytest.raises(ValueError, match="positive"):
+        flow.step_size_condition(0, 3)
+
+
+def test_shortcut_target_of_a_straight_flow_is_its_velocity():
+    """For data - noise constant in time the two half steps agree with the whole step."""
+    g = torch.Generator().manual_seed(0)
+    noise, data = torch.randn(64, 3, generator=g), torch.randn(64, 3, generator=g)
+
+    def velocity(x, t, d):  # the exact rectified-flow velocity of this coupling
+        return data - noise
+
+    x_t, t, d, target = flow.shortcut_batch(velocity, noise, data, 3, g)
+    torch.testing.assert_close(target, data - noise)
+    assert torch.all(t + d <= 1.0 + 1e-6) and set(d.tolist()) <= {1.0, 0.5, 0.25, 0.125}
+    torch.testing.assert_close(x_t, noise + t[:, None] * (data - noise))
+
+
+# ---------------------------------------------------------------------------------- checkpoints
+
+
+def test_save_load_gives_identical_outputs(tmp_path):
+    m, inp = model(TINY, seed=5), inputs(TINY)
+    with torch.no_grad():
+        m.autoencoder.latent_std.fill_(2.0)  # buffers travel too
+        before = m.velocity(**{k: v for k, v in inp.items() if k != "cond"}, cond=inp["cond"])
+    save_model(m, tmp_path / "m", extra={"note": "test"})
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["note"] == "test"
+    loaded = load_model(tmp_path / "m")
+    assert loaded.cfg == TINY
+    with torch.no_grad():
+        after = loaded.velocity(**{k: v for k, v in inp.items() if k != "cond"}, cond=inp["cond"])
+    torch.testing.assert_close(before, after, rtol=0, atol=0)
+    assert float(loaded.autoencoder.latent_std[0]) == 2.0
+
+
+def test_bad_model_directories_are_named(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_model(tmp_path / "nothing")
+    d = save_model(model(), tmp_path / "m")
+    (d / "model.safetensors").unlink()
+    (d / "model.pt").write_bytes(b"pickle")
+    with pytest.raises(CheckpointError, match=r"model.safetensors is missing.*model.pt"):
+        load_model(d)
+    (d / "model.safetensors").write_bytes(b"\x80\x04 not safetensors at all")
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        load_model(d)
+    save_model(model(), d)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["model"]["widths"] = [16, 32]
+    (d / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match=r"does not match.*other shapes"):
+        load_model(d)
+    cfg["model"]["conditioning"] = "joints"
+    (d / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match=r"missing.*unexpected"):
+        load_model(d)
+    (d / "config.json").unlink()
+    with pytest.raises(CheckpointError, match=r"config\.json is missing"):
+        load_model(d)
+
+
+# ---------------------------------------------------------------------------------- training
+
+
+@pytest.fixture(scope="module")
+def tiny_episodes():
+    return sim_episodes([0], steps=10, image_size=16)
+
+
+FAST = TrainConfig(
+    batch_size=8, lr=3e-3, warmup_steps=5, checkpoint_every=1000, log_every=10, val_fraction=0
+)
+
+
+def test_tiny_model_overfits_a_tiny_dataset(tmp_path, tiny_episodes):
+    """The autoencoder stage fits 11 frames; then the base and the adapter each fit one fixed
+    batch of windows (same noise and flow times every step: the loss can reach ~0)."""
+    trainer = Trainer(tiny_episodes, tmp_path / "m", TINY, FAST.replace(shortcut_fraction=0.25))
+    with torch.no_grad():
+        first = [float(trainer.loss("autoencoder", trainer.data, (0, i))) for i in range(4)]
+    trainer.run_stage("autoencoder", steps=100)
+    with torch.no_grad():
+        last = [float(trainer.loss("autoencoder", trainer.data, (0, i))) for i in range(4)]
+    assert np.mean(last) < np.mean(first) / 5
+    # The adapter starts from the base fitted to this batch: less left to gain.
+    for stage, module, factor in (
+        ("base", trainer.model.base, 8),
+        ("adapter", trainer.model.adapter, 4),
+    ):
+        module.requires_grad_(True)
+        opt = torch.optim.Adam(module.parameters(), lr=3e-3)
+        losses = []
+        for _ in range(60):
+            loss = trainer.loss(stage, trainer.data, (7,))  # one fixed batch
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+        assert losses[-1] < losses[0] / factor, (stage, losses[0], losses[-1])
+
+
+def test_training_resumes_exactly_after_an_interruption(tmp_path, tiny_episodes):
+    cfg = FAST.replace(checkpoint_every=5)
+    whole = Trainer(tiny_episodes, tmp_path / "whole", TINY, cfg)
+    whole.run_stage("autoencoder", steps=10)
+    part = Trainer(tiny_episodes, tmp_path / "part", TINY, cfg)
+    part.run_stage("autoencoder", steps=5)  # then "killed": a new process picks it up
+    resumed = Trainer(tiny_episodes, tmp_path / "part", TINY, cfg)
+    assert resumed.state["done"]["autoencoder"] == 5
+    resumed.run_stage("autoencoder", steps=10)
+    for (name, a), b in zip(
+        whole.model.state_dict().items(), resumed.model.state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(a, b, msg=name)
+    lines = (tmp_path / "part" / "train_log.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines if "loss" in json.loads(x)] == [5, 10]

@@ -1,0 +1,38 @@
+"""The standard `main()` of every wm_ros node: init, spin on one thread, clean shutdown."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+
+
+def run_node(factory: Callable[[], Node], label: str, args: list[str] | None = None) -> int:
+    """Create the node with `factory`, spin it until Ctrl-C or shutdown, and tear down cleanly.
+
+    All callbacks run on this thread (MuJoCo's EGL renderer must stay on the thread that made
+    it). A ValueError while building the node (bad parameters, a bad URDF) is reported as one
+    line on stderr and exit code 2, without a traceback.
+    """
+    rclpy.init(args=args if args is not None else sys.argv)
+    node = None
+    executor = SingleThreadedExecutor()
+    try:
+        node = factory()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except ValueError as err:
+        sys.stderr.write(f"{label}: {err}\n")
+        return 2
+    finally:
+        executor.shutdown()
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0

@@ -1,0 +1,405 @@
+"""`wm-ros train`: the world model's training stages, seeded and resumable.
+
+Stages, in order (`all` runs them in turn): `autoencoder` (frame reconstruction, then latent
+normalisation statistics), `base` (action-free flow matching + shortcut self-consistency on all
+windows), `adapter` (the same objective through the full model, base frozen; the action
+conditioning is the skeleton prompts of the commanded joint targets, or the raw targets).
+
+The output folder is a model directory (config.json + model.safetensors, loadable with
+`wm_ros.model.load_model`) plus `train_state.json` / `optimizer.safetensors` (resume point,
+written atomically every `checkpoint_every` steps), `train_log.jsonl` (one line per logged step:
+stage, step, loss, lr, elapsed seconds; validation lines carry "val_loss") and `losses.png`.
+Every step draws its randomness from (seed, stage, step), so a resumed run continues exactly as
+an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from wm_ros.config import ModelConfig, TrainConfig
+from wm_ros.data import Episode, EpisodeSet
+from wm_ros.model import WorldModel, flow, load_model, save_model
+
+log = logging.getLogger(__name__)
+
+STAGES = ("autoencoder", "base", "adapter")
+STATE_FILE = "train_state.json"
+OPTIM_FILE = "optimizer.safetensors"
+LOG_FILE = "train_log.jsonl"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _lr(cfg: TrainConfig, step: int, total: int) -> float:
+    """Linear warm-up, then cosine decay to lr / 10."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    frac = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+
+
+def _stage_params(model: WorldModel, stage: str) -> list[torch.nn.Parameter]:
+    module = {"autoencoder": model.autoencoder, "base": model.base, "adapter": model.adapter}[stage]
+    return [] if module is None else list(module.parameters())
+
+
+def _save_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:
+    tensors = {}
+    for i, state in opt.state_dict()["state"].items():
+        for key, value in state.items():
+            tensors[f"{i}.{key}"] = torch.as_tensor(value).detach().contiguous().cpu()
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp))
+    tmp.replace(path)
+
+
+def _load_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:
+    tensors = load_file(str(path))
+    sd = opt.state_dict()
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for name, value in tensors.items():
+        i, key = name.split(".", 1)
+        state.setdefault(int(i), {})[key] = value
+    sd["state"] = state
+    opt.load_state_dict(sd)
+
+
+class Trainer:
+    """Runs the stages on a set of episodes into a model directory.
+
+    Args:
+        episodes: training episodes (a fraction `val_fraction` is held out for validation).
+        out: the model directory (created; resumed from when it holds a train_state.json).
+        model_cfg, train_cfg: the model to build and how to train it (ignored model_cfg when
+            resuming: the directory's config wins).
+        prompt_renderer: a wm_ros.prompts.PromptRenderer for prompt conditioning (default: the
+            simulator's arm and camera at the model's image size).
+    """
+
+    def __init__(
+        self,
+        episodes: list[Episode],
+        out: str | Path,
+        model_cfg: ModelConfig,
+        train_cfg: TrainConfig,
+        *,
+        prompt_renderer=None,
+    ) -> None:
+        self.out, self.cfg = Path(out), train_cfg
+        self.device = resolve_device(train_cfg.device)
+        state_path = self.out / STATE_FILE
+        self.state = {"done": {s: 0 for s in STAGES}}
+        if state_path.is_file():
+            self.model = load_model(self.out, self.device).train()
+            self.state = json.loads(state_path.read_text())
+            log.info("resuming from %s: %s", self.out, self.state["done"])
+        else:
+            torch.manual_seed(train_cfg.seed)
+            self.model = WorldModel(model_cfg).to(self.device)
+        mc = self.model.cfg
+        n_val = round(len(episodes) * train_cfg.val_fraction)
+        n_val = max(1, n_val) if len(episodes) >= 2 and train_cfg.val_fraction > 0 else 0
+        train_eps, val_eps = episodes[: len(episodes) - n_val], episodes[len(episodes) - n_val :]
+        kw = {"memory": mc.memory, "memory_tau": train_cfg.memory_tau, "image_size": mc.image_size}
+        self.data = EpisodeSet(train_eps, mc.context, mc.horizon, **kw)
+        self.val = EpisodeSet(val_eps, mc.context, mc.horizon, **kw) if val_eps else None
+        self.joint_names = episodes[0].joint_names
+        self._renderer = prompt_renderer
+        self._latents: dict[int, torch.Tensor] = {}
+        self.autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16)
+            if self.device.type == "cuda"
+            else contextlib.nullcontext()
+        )
+
+    # ------------------------------------------------------------------ conditioning
+
+    def renderer(self):
+        if self._renderer is None:
+            from wm_ros.config import PromptConfig, SimConfig
+            from wm_ros.prompts import sim_prompt_renderer
+            from wm_ros.sim import TabletopSim
+
+            s = self.model.cfg.image_size
+            with TabletopSim(SimConfig(image_width=s, image_height=s)) as sim:
+                pcfg = PromptConfig(
+                    image_width=s, image_height=s, channels=self.model.cfg.prompt_channels
+                )
+                self._renderer = sim_prompt_renderer(sim, pcfg, device=str(self.device))
+        return self._renderer
+
+    def conditioning(self, actions: np.ndarray) -> torch.Tensor:
+        """Future actions (B, H, J) -> prompts (B, H, C, S, S) or joints (B, H, J) tensors."""
+        a = torch.as_tensor(actions, dtype=torch.float32, device=self.device)
+        if self.model.cfg.conditioning != "prompt":
+            return a
+        r = self.renderer()
+        if self.joint_names:
+            a = a[..., torch.as_tensor(r.joint_order(self.joint_names), device=self.device)]
+        return r.render(a)
+
+    # ------------------------------------------------------------------ losses
+
+    def _frames(self, data: EpisodeSet, idx: np.ndarray) -> torch.Tensor:
+        f = torch.as_tensor(data.frames[idx], device=self.device)  # (..., S, S, 3) uint8
+        return f.movedim(-1, -3).float() / 255.0  # (..., 3, S, S)
+
+    def autoencoder_loss(self, data: EpisodeSet, rng: np.random.Generator) -> torch.Tensor:
+        idx = rng.integers(0, len(data.frames), size=self.cfg.batch_size)
+        x = self._frames(data, idx)  # (B, 3, S, S)
+        ae = self.model.autoencoder
+        z = ae.encode_raw(x)
+        err = (ae.decode_raw(z) - x).pow(2).mean(dim=1)  # (B, S, S)
+        if data.labels is not None and self.cfg.foreground_weight > 0:
+            fg = torch.as_tensor(data.labels[idx] > 0, device=self.device).float()
+            err = err * (1.0 + self.cfg.foreground_weight * fg)
+        return err.mean() + self.cfg.latent_l2 * z.pow(2).mean()
+
+    @torch.no_grad()
+    def latents(self, data: EpisodeSet) -> torch.Tensor:
+        """(F, c, h, w) normalised latents of every frame of `data` (cached per stage)."""
+        key = id(data)
+        if key not in self._latents:
+            self.model.autoencoder.eval()
+            chunks = [
+                self.model.encode(self._frames(data, np.arange(i, min(i + 256, len(data.frames)))))
+                for i in range(0, len(data.frames), 256)
+            ]
+            self._latents[key] = torch.cat(chunks)
+        return self._latents[key]
+
+    def flow_loss(self, data: EpisodeSet, stage: str, rng, gen) -> torch.Tensor:
+        mc, b = self.model.cfg, self.cfg.batch_size
+        idx = data.window_indices(b, rng)  # (B, M + K + H)
+        z = self.latents(data)[torch.as_tensor(idx, device=self.device)]  # (B, M+K+H, c, h, w)
+        mem, ctx, fut = z[:, : mc.memory], z[:, mc.memory : -mc.horizon], z[:, -mc.horizon :]
+        use_adapter = stage == "adapter"
+        cond = self.conditioning(data.future_actions(idx)) if use_adapter else None
+        noise = torch.randn(fut.shape, generator=gen, device=self.device)
+        ns = round(b * self.cfg.shortcut_fraction) if mc.shortcut_levels > 0 else 0
+
+        def velocity(sl: slice):
+            c = None if cond is None else cond[sl]
+            return lambda x, t, d: self.model.velocity(
+                x, t, d, ctx[sl], mem[sl], cond=c, use_adapter=use_adapter
+            )
+
+        x, t, d, target = flow.flow_matching_batch(noise[ns:], fut[ns:], gen)
+        if ns:
+            xs, ts, ds, tgt = flow.shortcut_batch(
+                velocity(slice(0, ns)), noise[:ns], fut[:ns], mc.shortcut_levels, gen
+            )
+            x, t, d = torch.cat([xs, x]), torch.cat([ts, t]), torch.cat([ds, d])
+            target = torch.cat([tgt, target])
+        return (velocity(slice(None))(x, t, d) - target).pow(2).mean()
+
+    def loss(self, stage: str, data: EpisodeSet, seed_parts: tuple[int, ...]) -> torch.Tensor:
+        rng = np.random.default_rng([self.cfg.seed, *seed_parts])
+        gen = torch.Generator(self.device).manual_seed(int(rng.integers(2**62)))
+        with self.autocast:
+            if stage == "autoencoder":
+                return self.autoencoder_loss(data, rng)
+            return self.flow_loss(data, stage, rng, gen)
+
+    # ------------------------------------------------------------------ loop
+
+    def _log(self, record: dict) -> None:
+        with (self.out / LOG_FILE).open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def checkpoint(self, opt: torch.optim.Optimizer) -> None:
+        save_model(self.model, self.out, extra={"training": {"done": self.state["done"]}})
+        _save_optimizer(opt, self.out / OPTIM_FILE)
+        tmp = self.out / (STATE_FILE + ".tmp")
+        tmp.write_text(json.dumps(self.state, indent=2))
+        tmp.replace(self.out / STATE_FILE)
+
+    def run_stage(self, stage: str, steps: int | None = None) -> float:
+        """Train one stage up to `steps` (default from TrainConfig); returns the last loss."""
+        total = getattr(self.cfg, f"{stage}_steps") if steps is None else steps
+        params = _stage_params(self.model, stage)
+        if not params:
+            log.info("stage %s: this model has no such part; skipped", stage)
+            return float("nan")
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.model.train()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        for p in params:
+            p.requires_grad_(True)
+        opt = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        start = self.state["done"][stage]
+        if start > 0 and (self.out / OPTIM_FILE).is_file() and self.state.get("stage") == stage:
+            _load_optimizer(opt, self.out / OPTIM_FILE)
+        self.state["stage"] = stage
+        self._latents.clear()
+        sid = STAGES.index(stage)
+        t0, loss_value = time.perf_counter(), float("nan")
+        bar = tqdm(range(start, total), desc=stage, unit="step", initial=start, total=total)
+        for step in bar:
+            for g in opt.param_groups:
+                g["lr"] = _lr(self.cfg, step, total)
+            loss = self.loss(stage, self.data, (sid, step))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+            opt.step()
+            loss_value = float(loss.detach())
+            if not math.isfinite(loss_value):
+                raise FloatingPointError(f"stage {stage}: loss became {loss_value} at step {step}")
+            self.state["done"][stage] = step + 1
+            if (step + 1) % self.cfg.log_every == 0 or step + 1 == total:
+                bar.set_postfix(loss=f"{loss_value:.4f}")
+                self._log(
+                    {
+                        "stage": stage,
+                        "step": step + 1,
+                        "loss": loss_value,
+                        "lr": opt.param_groups[0]["lr"],
+                        "elapsed_s": time.perf_counter() - t0,
+                    }
+                )
+            if (step + 1) % self.cfg.checkpoint_every == 0 or step + 1 == total:
+                if stage == "autoencoder" and step + 1 == total:
+                    self._set_latent_stats()
+                self._validate(stage, step + 1)
+                self.checkpoint(opt)
+        return loss_value
+
+    @torch.no_grad()
+    def _set_latent_stats(self) -> None:
+        self.model.autoencoder.eval()
+        idx = np.arange(len(self.data.frames))
+        raw = torch.cat(
+            [
+                self.model.autoencoder.encode_raw(self._frames(self.data, idx[i : i + 256]))
+                for i in range(0, len(idx), 256)
+            ]
+        )
+        self.model.autoencoder.set_latent_stats(raw)
+        self.model.autoencoder.train()
+
+    @torch.no_grad()
+    def _validate(self, stage: str, step: int) -> None:
+        if self.val is None:
+            return
+        losses = [float(self.loss(stage, self.val, (99, i))) for i in range(4)]
+        self._log({"stage": stage, "step": step, "val_loss": float(np.mean(losses))})
+
+
+def _to_pixels(step: float, value: float, box: tuple, scale: tuple) -> tuple[float, float]:
+    """(step, loss) -> pixel in box (x0, y0, x1, y1); scale (max_step, log10 lo, log10 hi)."""
+    x0, y0, x1, y1 = box
+    max_step, lo, hi = scale
+    fx = step / max(1, max_step)
+    fy = (math.log10(value) - lo) / (hi - lo)
+    return (x0 + fx * (x1 - x0), y1 - fy * (y1 - y0))
+
+
+def plot_losses(log_path: Path, png_path: Path, size: tuple[int, int] = (900, 300)) -> None:
+    """One panel per stage: training loss (and validation loss, dots) against step, log y."""
+    from PIL import Image, ImageDraw
+
+    records = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    stages = [s for s in STAGES if any(r["stage"] == s for r in records)]
+    width, height = size
+    img = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(img)
+    panel = width // max(1, len(stages))
+    for i, stage in enumerate(stages):
+        x0, y0, x1, y1 = i * panel + 40, 20, (i + 1) * panel - 10, height - 30
+        draw.rectangle([x0, y0, x1, y1], outline="black")
+        draw.text((x0 + 4, 4), f"{stage} (log loss)", fill="black")
+        series = {
+            key: [(r["step"], r[key]) for r in records if r["stage"] == stage and key in r]
+            for key in ("loss", "val_loss")
+        }
+        points = [p for s in series.values() for p in s if p[1] > 0]
+        if not points:
+            continue
+        max_step = max(s for s, _ in points)
+        lo, hi = (math.log10(min(v for _, v in points)), math.log10(max(v for _, v in points)))
+        hi = hi if hi > lo else lo + 1.0
+        draw.text((x0, y1 + 4), f"0..{max_step} steps, {10**lo:.2g}..{10**hi:.2g}", fill="black")
+
+        box, scale = (x0, y0, x1, y1), (max_step, lo, hi)
+        train = [_to_pixels(s, v, box, scale) for s, v in series["loss"] if v > 0]
+        if len(train) > 1:
+            draw.line(train, fill=(31, 119, 180), width=2)
+        for s, v in series["val_loss"]:
+            if v > 0:
+                x, y = _to_pixels(s, v, box, scale)
+                draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=(214, 39, 40))
+    img.save(png_path)
+
+
+def train(
+    episodes: list[Episode],
+    out: str | Path,
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    *,
+    stages: tuple[str, ...] = STAGES,
+    prompt_renderer=None,
+) -> WorldModel:
+    """Run `stages` in order (each resumes where the directory's train_state.json left it)."""
+    trainer = Trainer(episodes, out, model_cfg, train_cfg, prompt_renderer=prompt_renderer)
+    for stage in stages:
+        trainer.run_stage(stage)
+    if (trainer.out / LOG_FILE).is_file():
+        plot_losses(trainer.out / LOG_FILE, trainer.out / "losses.png")
+    return trainer.model.eval()
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from wm_ros.ros.episodes import load_episodes
+
+    model_cfg = ModelConfig.from_yaml(args.config, "model") if args.config else ModelConfig()
+    train_cfg = TrainConfig.from_yaml(args.config, "train") if args.config else TrainConfig()
+    overrides = {
+        k: v
+        for k, v in {
+            "seed": args.seed,
+            "device": args.device,
+            "batch_size": args.batch_size,
+        }.items()
+        if v is not None
+    }
+    if args.steps is not None:
+        overrides.update({f"{s}_steps": args.steps for s in STAGES})
+    train_cfg = train_cfg.replace(**overrides)
+    episodes = load_episodes(args.data)
+    stages = STAGES if args.stage == "all" else (args.stage,)
+    train(episodes, args.out, model_cfg, train_cfg, stages=stages)
+    log.info("trained %s on %d episodes -> %s", ", ".join(stages), len(episodes), args.out)
+    return 0
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `wm-ros train` (the handler is set as `func`)."""
+    parser.add_argument("--data", required=True, help="folder of episode bags (wm-ros collect)")
+    parser.add_argument("--out", required=True, help="model directory (resumed if it has state)")
+    parser.add_argument("--stage", choices=[*STAGES, "all"], default="all")
+    parser.add_argument("--config", type=Path, help="YAML with 'model' and 'train' sections")
+    parser.add_argument("--seed", type=int, help="override train.seed")
+    parser.add_argument("--device", help="override train.device (auto, cpu, cuda)")
+    parser.add_argument("--batch-size", type=int, help="override train.batch_size")
+    parser.add_argument("--steps", type=int, help="override the steps of every stage")
+    parser.set_defaults(func=_cmd_train)

@@ -112,10 +112,12 @@ class SimNode(Node):
 
     def _publish_camera(self) -> None:
         stamp = self._stamp()
+        # Camera info first, so a subscriber that pairs an image with the latest info never
+        # sees an image before its intrinsics.
+        self.info_pub.publish(camera_model_to_info(self.camera, stamp, self.cfg.camera_frame))
         self.image_pub.publish(
             numpy_to_image(self.sim.render(), "rgb8", stamp, self.cfg.camera_frame)
         )
-        self.info_pub.publish(camera_model_to_info(self.camera, stamp, self.cfg.camera_frame))
 
     def _publish_goal(self) -> None:
         self.goal_pub.publish(

@@ -300,6 +300,25 @@ def test_sparse_rasteriser_matches_dense_reference(line_width):
     assert np.all(np.abs(level_got - level_ref)[differ] <= 1)
 
 
+def test_sparse_decode_matches_dense_table_lookup():
+    # decode writes only the candidate pixels of `draw`; every other pixel must be exactly what
+    # a dense look-up of the whole key map gives (black), with and without alpha.
+    r = make_rasterizer(kinds=["joint", "joint", "tool"], edges=[[0, 1], [1, 2]], size=40)
+    rng = np.random.default_rng(9)
+    uv = torch.tensor(rng.uniform(-5, 45, size=(12, 3, 2)), dtype=torch.float32)
+    depth = torch.tensor(rng.uniform(0.5, 2.5, size=(12, 3)), dtype=torch.float32)
+    depth[3] = -1.0  # nothing drawn in image 3
+    for alpha in (False, True):
+        got = r(uv, depth, out=torch.full((12, 3 + alpha, 40, 40), 7.0), alpha=alpha)
+        table = torch.as_tensor(r._table_np, dtype=torch.float32)[: 3 + alpha]  # (C', T)
+        keys = r.key_map(uv, depth).long()  # (B, h*w)
+        dense = table[:, keys].permute(1, 0, 2).reshape(got.shape)
+        assert torch.equal(got, dense)
+        assert got[3].abs().sum() == 0 and (got > 0).float().mean() > 0.01
+    # A batch with nothing to draw at all decodes to black.
+    assert r(uv, torch.full((12, 3), -1.0)).abs().sum() == 0
+
+
 def test_gripper_opening_is_drawn():
     camera = top_down_camera(height=2.0, f=60.0)
     r = PromptRenderer(GRIPPER, camera, PromptConfig(tool_link="hand"))

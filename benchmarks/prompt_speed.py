@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> dict:
     uv, depth = renderer.project(flat_q)
     raster = renderer.rasterizer
     keys, index = raster.draw(uv, depth)
-    keys = keys.clone()  # the key map is a workspace that the key_map stage reuses
+    # The key map and the index are workspaces that the key_map stage reuses.
+    keys, index = keys.clone(), index.clone()
     flat_out = out.view(-1, *renderer.image_shape)
 
     def decode() -> None:

@@ -139,6 +139,10 @@ class SkeletonRasterizer:
             raise ValueError(f"too many skeleton elements to draw ({self.num_colors})")
         # The scatter target: int16 while keys fit (a 256 x 8 x 64 x 64 map is 16 MB: cache).
         self.key_dtype = torch.int16 if max_key <= 2**15 else torch.int32
+        # Candidates are transposed as one integer: key << _index_bits | pixel index (`draw`).
+        self._index_bits = (self.height * self.width - 1).bit_length()
+        fits32 = (max_key << self._index_bits) < 2**31
+        self._packed_dtype = torch.int32 if fits32 else torch.int64
         colors = np.concatenate([style.edge_colors, style.dot_colors]).reshape(self.num_colors, -1)
         levels = np.arange(_LEVELS) / (_LEVELS - 1)
         table = levels[:, None, None] * colors[None]  # (levels, colours, C)
@@ -148,6 +152,13 @@ class SkeletonRasterizer:
         self._table_np = np.tile(table, (_PRIORITIES, 1)).T.copy()
         self._cache: dict[tuple, dict[str, torch.Tensor]] = {}
         self._keys: torch.Tensor | None = None  # key-map workspace
+        # Other workspaces (`_workspace_tensor`), by slot. A slot is reused by a later phase once
+        # its earlier user is done: "a", "b" (segment columns, then packing, then decode's
+        # look-ups), "c"-"e" (segment pixels, then dots, packing, decode), "f", "g" (float
+        # candidates) and "index" (returned by `draw`, read by `decode`).
+        self._work: dict[str, torch.Tensor] = {}
+        # Dot candidates: a fixed number per image (stencils are clamped into the image).
+        self._dot_count = sum(len(ks) * size * size for size, ks in self.dot_groups)
 
     def _consts(self, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
         key = (device, dtype)
@@ -166,6 +177,9 @@ class SkeletonRasterizer:
                     self.num_edges, self.num_colors, device=device, dtype=dtype
                 ),
             }
+            for g, (size, ks) in enumerate(self.dot_groups):
+                consts[f"dot_sel{g}"] = torch.as_tensor(ks, device=device)
+                consts[f"stencil{g}"] = torch.arange(size, device=device, dtype=dtype)[:, None]
             self._cache[key] = consts
         return consts
 
@@ -200,10 +214,35 @@ class SkeletonRasterizer:
     # Layout: the batch is the last (contiguous) axis so every elementwise op runs long,
     # vectorised inner loops; per-item quantities broadcast along the leading axes.
 
-    def _segments(
+    def _workspace_tensor(
+        self, slot: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device
+    ) -> torch.Tensor:
+        """A (shape) tensor of uninitialised memory in a byte buffer reused across calls.
+
+        Why: on CPU, every large temporary that is allocated afresh is page-faulted in again
+        (glibc hands big blocks back to the OS): without reuse, one 256 x 8 call took ~7000 page
+        faults, several milliseconds. And the call is memory-bound, so temporaries of different
+        phases share a few slots (a-g, named where used): a smaller working set stays in cache.
+        A slot only grows (25% extra, as candidate counts vary a little from call to call).
+        Valid until the slot is next used.
+        """
+        nbytes = math.prod(shape) * dtype.itemsize
+        buf = self._work.get(slot)
+        if buf is None or buf.numel() < nbytes or buf.device != device:
+            buf = torch.empty(nbytes + nbytes // 4, dtype=torch.uint8, device=device)
+            self._work[slot] = buf
+        return buf[:nbytes].view(dtype).view(shape)
+
+    def _segment_columns(
         self, ux: torch.Tensor, uy: torch.Tensor, dep: torch.Tensor, c: dict[str, torch.Tensor]
-    ) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Pixel indices and keys of every segment candidate: two (N, B) tensors, or None."""
+    ) -> tuple[list[int], torch.Tensor] | None:
+        """Per-edge values of every segment, and the columns each edge needs (one host sync).
+
+        Returns:
+            (steps, per_edge): columns per edge (their sum times `seg_rows` is the number of
+            segment candidates) and the (E, 15, B) per-edge values `_segment_pixels` takes; or
+            None when no segment is visible anywhere.
+        """
         if self.num_edges == 0:
             return None
         w, h = float(self.width), float(self.height)
@@ -228,29 +267,22 @@ class SkeletonRasterizer:
         count = torch.where(visible, stop - start + 1, torch.zeros_like(start)).clamp(min=0.0)
         # The host sync: columns each edge needs at most over the batch.
         steps = [int(v) for v in count.amax(dim=1).tolist()]
-        total = sum(steps)
-        if total == 0:
+        if sum(steps) == 0:
             return None
-        edge_of = torch.as_tensor(
-            np.repeat(np.arange(self.num_edges), steps), device=ux.device, dtype=ux.dtype
-        )
-        k = torch.as_tensor(
-            np.concatenate([np.arange(s) for s in steps]), device=ux.device, dtype=ux.dtype
-        )[:, None]
         length2 = dm * dm + dn * dn
         inv_len2 = torch.where(length2 > 1e-12, 1.0 / length2.clamp(min=1e-12), 0.0 * one)
         inv_dm = torch.where(dm.abs() > 1e-12, 1.0 / torch.where(dm == 0, one, dm), 0.0 * one)
         frac_a = self._depth_fraction(da)
         frac_d = self._depth_fraction(db) - frac_a
         bright_a, bright_b = self._brightness255(da, visible)
-        per_edge = torch.stack(  # (E, 15, B): all per-edge values, repeated at once below
+        per_edge = torch.stack(  # (E, 15, B): all per-edge values, repeated at once later
             [
                 am,
                 an,
                 dm,
                 dn,
-                size_m,
-                size_n,
+                size_m - 1,
+                size_n - self.seg_rows,
                 stride_m,
                 stride_n,
                 start,
@@ -263,13 +295,40 @@ class SkeletonRasterizer:
             ],
             dim=1,
         )
+        return steps, per_edge
+
+    def _segment_pixels(
+        self,
+        steps: list[int],
+        per_edge: torch.Tensor,
+        c: dict[str, torch.Tensor],
+        index_out: torch.Tensor,
+        keys_out: torch.Tensor,
+    ) -> None:
+        """Write the pixel indices and keys of every segment candidate (float, (S * R, B)).
+
+        The large (S, R, B) per-pixel values are computed in place in reused workspaces.
+        """
+        dev, dtype = per_edge.device, per_edge.dtype
+        total = sum(steps)
+        batch = per_edge.shape[-1]
+        edge_idx = np.repeat(np.arange(self.num_edges), steps)  # (S,) edge of each column
+        edge_of = torch.as_tensor(edge_idx, device=dev, dtype=dtype)
+        column = np.concatenate([np.arange(s) for s in steps])  # (S,) column within its edge
+        k = torch.as_tensor(column, device=dev, dtype=dtype).unsqueeze(1)
+        rep = torch.index_select(  # edge e's values for each of its columns: (S, 15, B)
+            per_edge,
+            0,
+            torch.as_tensor(edge_idx, device=dev),
+            out=self._workspace_tensor("a", (total, 15, batch), dtype, dev),
+        )
         (
             am,
             an,
             dm,
             dn,
-            size_m,
-            size_n,
+            last_m,
+            last_r0,
             stride_m,
             stride_n,
             start,
@@ -279,64 +338,91 @@ class SkeletonRasterizer:
             frac_d,
             bright_a,
             bright_b,
-        ) = torch.repeat_interleave(  # edge e's values for each of its columns: each (S, B)
-            per_edge, torch.as_tensor(steps, device=ux.device), dim=0, output_size=total
-        ).unbind(1)
-        m = torch.minimum(start + k, size_m - 1)  # (S, B) major coordinate of the column
-        pm = m - am
-        t_col = (pm * inv_dm).clamp_(0.0, 1.0)  # segment parameter at the column (clamped)
-        centre = torch.addcmul(an, t_col, dn)  # band centre, on the segment
-        r0 = torch.minimum(
-            torch.ceil(centre - reach * math.sqrt(2)).clamp_(min=0.0), size_n - self.seg_rows
-        )
-        pn0 = r0 - an
+        ) = rep.unbind(1)  # each (S, B)
+        reach = self.seg_reach
+        # Per column (S, B), each into a row of one reused workspace (same ops as plain torch
+        # expressions, so the same bits).
+        col = self._workspace_tensor("b", (12, total, batch), dtype, dev)
+        m = torch.add(start, k, out=col[0])
+        torch.minimum(m, last_m, out=m)  # major coordinate of the column
+        pm = torch.sub(m, am, out=col[1])
+        t_col = torch.mul(pm, inv_dm, out=col[2]).clamp_(0.0, 1.0)  # segment param. (clamped)
+        r0 = torch.addcmul(an, t_col, dn, out=col[3])  # band centre, on the segment...
+        r0.sub_(reach * math.sqrt(2)).ceil_().clamp_(min=0.0)
+        torch.minimum(r0, last_r0, out=r0)  # ... -> the band's first row
+        pn0 = torch.sub(r0, an, out=col[4])
         # 255 * brightness at the column's depth (the depth cue varies slowly along a segment).
-        bright = torch.addcmul(frac_a, t_col, frac_d).clamp_(0.0, 1.0).mul_(bright_b).add_(bright_a)
+        bright = torch.addcmul(frac_a, t_col, frac_d, out=col[5])
+        bright.clamp_(0.0, 1.0).mul_(bright_b).add_(bright_a)
+        base_t = torch.mul(pm, dm, out=col[6]).add_(torch.mul(pn0, dn, out=col[7]))
+        base_t.mul_(inv_len2)  # t at the band's first row
+        step_t = torch.mul(dn, inv_len2, out=col[7])  # t per row
+        neg_dm, neg_dn = torch.neg(dm, out=col[8]), torch.neg(dn, out=col[9])
+        first = torch.mul(m, stride_m, out=col[10]).add_(torch.mul(r0, stride_n, out=col[11]))
         rows = c["rows"]  # (R, 1)
+        shape = (total, self.seg_rows, batch)
+
+        def ws(name: str) -> torch.Tensor:
+            return self._workspace_tensor(name, shape, dtype, dev)
+
         # Per pixel (S, R, B): projection t on the segment, clamped; distance vector (em, en).
-        t = torch.addcmul(
-            ((pm * dm + pn0 * dn) * inv_len2)[:, None], rows, (dn * inv_len2)[:, None]
-        ).clamp_(0.0, 1.0)
-        em = torch.addcmul(pm[:, None], t, -dm[:, None])
-        en = torch.addcmul(pn0[:, None] + rows, t, -dn[:, None])
+        t = torch.addcmul(base_t[:, None], rows, step_t[:, None], out=ws("c"))
+        t.clamp_(0.0, 1.0)
+        em = torch.addcmul(pm[:, None], t, neg_dm[:, None], out=ws("d"))
+        en = torch.add(pn0[:, None], rows, out=ws("e")).addcmul_(t, neg_dn[:, None])
         dist = em.mul_(em).addcmul_(en, en).sqrt_()
-        level = torch.rsub(dist, reach).clamp_(0.0, 1.0).mul_(bright[:, None]).round_()
-        keys = torch.add(edge_of[:, None, None], level, alpha=self.num_colors)
-        index = torch.addcmul((m * stride_m + r0 * stride_n)[:, None], rows, stride_n[:, None])
-        return index.flatten(0, 1), keys.flatten(0, 1)
+        # level = round(clamp(reach - dist, 0, 1) * bright), in place over dist.
+        level = dist.neg_().add_(reach).clamp_(0.0, 1.0).mul_(bright[:, None]).round_()
+        torch.add(edge_of[:, None, None], level, alpha=self.num_colors, out=keys_out.view(shape))
+        torch.addcmul(first[:, None], rows, stride_n[:, None], out=index_out.view(shape))
 
     def _dots(
-        self, ux: torch.Tensor, uy: torch.Tensor, dep: torch.Tensor, c: dict[str, torch.Tensor]
-    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Pixel indices and keys of every dot candidate, per stencil-size group: (N, B) pairs."""
-        out = []
+        self,
+        ux: torch.Tensor,
+        uy: torch.Tensor,
+        dep: torch.Tensor,
+        c: dict[str, torch.Tensor],
+        *,
+        index_out: torch.Tensor,
+        keys_out: torch.Tensor,
+    ) -> None:
+        """Write the pixel indices and keys of every dot candidate (float, (`_dot_count`, B)),
+        group after group (by stencil size)."""
         visible = dep > MIN_DEPTH_M  # (K, B)
         frac = self._depth_fraction(dep).clamp(0.0, 1.0)
         bright_a, bright_b = self._brightness255(dep, visible)
         bright = bright_a + bright_b * frac  # (K, B), 255 * brightness
-        for size, ks in self.dot_groups:
-            sel = torch.as_tensor(ks, device=ux.device)
+        first = 0
+        for g, (size, ks) in enumerate(self.dot_groups):
+            sel = c[f"dot_sel{g}"]
             cx, cy, reach = ux[sel], uy[sel], c["dot_reach"][sel][:, None]  # (G, B)
-            stencil = torch.arange(size, device=ux.device, dtype=ux.dtype)[:, None]  # (D, 1)
-            x0 = torch.minimum(
-                torch.ceil(cx - reach).clamp(min=0.0), torch.full_like(cx, self.width - size)
-            )
-            y0 = torch.minimum(
-                torch.ceil(cy - reach).clamp(min=0.0), torch.full_like(cy, self.height - size)
-            )
+            stencil = c[f"stencil{g}"]  # (D, 1)
+            x0 = torch.ceil(cx - reach).clamp_(min=0.0).clamp_(max=float(self.width - size))
+            y0 = torch.ceil(cy - reach).clamp_(min=0.0).clamp_(max=float(self.height - size))
             ddx = (x0 - cx)[:, None] + stencil  # (G, D, B)
             ddy = (y0 - cy)[:, None] + stencil
-            d2 = (ddy * ddy)[:, :, None] + (ddx * ddx)[:, None]  # (G, Dy, Dx, B)
-            cov = torch.rsub(d2.sqrt_(), reach[:, None, None]).clamp_(0.0, 1.0)
+            shape = (len(ks), size, size, cx.shape[-1])  # (G, Dy, Dx, B)
+            d2 = torch.add(
+                (ddy * ddy)[:, :, None],
+                (ddx * ddx)[:, None],
+                out=self._workspace_tensor("cd"[g % 2], shape, cx.dtype, cx.device),
+            )
+            # coverage = clamp(reach - distance, 0, 1), in place over d2.
+            cov = d2.sqrt_().neg_().add_(reach[:, None, None]).clamp_(0.0, 1.0)
             # Dot interiors (coverage >= 0.5) of visible dots outrank segments (module doc).
             prio = c["dot_prio"][sel][:, None] * visible[sel]  # (G, B)
-            keys = (cov >= 0.5).to(ux.dtype).mul_(prio[:, None, None])
-            level = (cov * bright[sel][:, None, None]).round_()
+            stop = first + len(ks) * size * size
+            keys = keys_out[first:stop].view(shape)
+            torch.ge(cov, 0.5, out=keys).mul_(prio[:, None, None])
+            level = cov.mul_(bright[sel][:, None, None]).round_()
             keys.add_(level, alpha=self.num_colors).add_(c["dot_ids"][sel][:, None, None, None])
             row = (y0[:, None] + stencil) * self.width  # (G, D, B)
-            index = row[:, :, None] + (x0[:, None] + stencil)[:, None]  # (G, Dy, Dx, B)
-            out.append((index.flatten(0, 2), keys.flatten(0, 2)))
-        return out
+            torch.add(
+                row[:, :, None],
+                (x0[:, None] + stencil)[:, None],
+                out=index_out[first:stop].view(shape),
+            )
+            first = stop
 
     def key_map(self, uv: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
         """(B, h*w) int16 (int32 for big skeletons) keys, module doc. A reused workspace: valid
@@ -347,32 +433,48 @@ class SkeletonRasterizer:
         """The key map (as `key_map`) and the (B, N) int64 pixel indices of every candidate.
 
         Every pixel with a non-zero key is among its image's candidates (a pixel may be listed
-        more than once), so `decode` need only write there.
+        more than once), so `decode` need only write there. Both are reused workspaces: valid
+        until the next call.
         """
         batch = uv.shape[0]
         work = uv.float() if uv.dtype in (torch.float16, torch.bfloat16) else uv
         dep = depth.to(work.dtype)
-        c = self._consts(work.device, work.dtype)
+        dev, dtype = work.device, work.dtype
+        c = self._consts(dev, dtype)
         # Non-finite points are not drawn: park them behind the camera.
         finite = torch.isfinite(work).all(-1) & torch.isfinite(dep)
         work = torch.where(finite[..., None], work, torch.zeros_like(work))
         dep = torch.where(finite, dep, torch.zeros_like(dep))
         ux, uy = work[..., 0].t().contiguous(), work[..., 1].t().contiguous()  # (K, B)
         dep = dep.t().contiguous()
-        parts = []
-        seg = self._segments(ux, uy, dep, c)
-        if seg is not None:
-            parts.append(seg)
-        parts.extend(self._dots(ux, uy, dep, c))
+        seg = self._segment_columns(ux, uy, dep, c)
+        n_seg = sum(seg[0]) * self.seg_rows if seg is not None else 0
+        count = n_seg + self._dot_count
         small = self._workspace(batch, uv.device)
         small.zero_()
-        if not parts:
+        if count == 0:
             return small, torch.zeros((batch, 0), dtype=torch.int64, device=uv.device)
-        # (N, B) float candidates -> (B, N) integers. Converting in the (N, B) layout and then
-        # transposing a narrow dtype is faster on CPU than a converting transpose; the index is
-        # then widened to int64, which torch's scatter/gather want (their int32 path is slower).
-        index = torch.cat([p[0] for p in parts]).to(torch.int32).t().contiguous().long()
-        keys = torch.cat([p[1] for p in parts]).to(small.dtype).t().contiguous()
+        # Every candidate writes its (float) pixel index and key straight into these (N, B)
+        # workspaces: segments first, then the dots.
+        index_f = self._workspace_tensor("f", (count, batch), dtype, dev)
+        keys_f = self._workspace_tensor("g", (count, batch), dtype, dev)
+        if seg is not None:
+            self._segment_pixels(*seg, c, index_f[:n_seg], keys_f[:n_seg])
+        self._dots(ux, uy, dep, c, index_out=index_f[n_seg:], keys_out=keys_f[n_seg:])
+        # (N, B) float candidates -> (B, N) integers. A transposing copy is the slow part (torch
+        # does it on one thread), so the key and the pixel index are packed into one integer,
+        # transposed once, and unpacked: key << bits | index. The index is widened to int64,
+        # which torch's scatter/gather want (their int32 path is slower).
+        bits = self._index_bits
+        packed = self._workspace_tensor("a", (count, batch), self._packed_dtype, dev)
+        index32 = self._workspace_tensor("b", (count, batch), self._packed_dtype, dev)
+        packed.copy_(keys_f).bitwise_left_shift_(bits).bitwise_or_(index32.copy_(index_f))
+        packed_t = self._workspace_tensor("c", (batch, count), self._packed_dtype, dev)
+        packed_t.copy_(packed.t())
+        index = self._workspace_tensor("index", (batch, count), torch.int64, dev)
+        torch.bitwise_and(packed_t, (1 << bits) - 1, out=index)
+        keys = self._workspace_tensor("d", (batch, count), small.dtype, dev)
+        torch.bitwise_right_shift(packed_t, bits, out=keys)
         # Invalid candidates never exist: indices are clamped into the image and a candidate
         # with zero coverage has level 0, which decodes to black.
         small.scatter_reduce_(1, index, keys, "amax")
@@ -446,8 +548,19 @@ class SkeletonRasterizer:
         flat = out.view(batch, channels, pixels)
         count = index.shape[1]
         # Colour of each candidate from its pixel's final key: (B, C', N), a permuted view.
-        drawn = keys.gather(1, index).to(torch.int64).reshape(1, -1)  # (1, B * N)
-        values = table.gather(1, drawn.expand(channels, -1)).view(channels, batch, count)
+        # (All in reused workspaces: fresh ones would be page-faulted in on every call.)
+        dev = out.device
+        drawn16 = torch.gather(
+            keys, 1, index, out=self._workspace_tensor("a", index.shape, keys.dtype, dev)
+        )
+        drawn = self._workspace_tensor("b", (1, batch * count), torch.int64, dev)
+        drawn.view(batch, count).copy_(drawn16)  # (1, B * N)
+        values = torch.gather(
+            table,
+            1,
+            drawn.expand(channels, -1),
+            out=self._workspace_tensor("c", (channels, batch * count), out.dtype, dev),
+        ).view(channels, batch, count)
         values = values.permute(1, 0, 2)
         block = batch
         if out.device.type == "cpu":

@@ -481,6 +481,13 @@ info = {{"argv": sys.argv[1:], "pid": os.getpid(),
         "fastdds": os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE"),
         "range": os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE")}}
 print("start " + json.dumps(info), flush=True)
+if mode in ("crash", "finish"):
+    # With FAKE_READY_DIR set, end only once a serving sibling has its signal handlers in
+    # place: otherwise, on a loaded machine, the shutdown could reach it before they exist.
+    ready_dir = os.environ.get("FAKE_READY_DIR")
+    deadline = time.monotonic() + 20
+    while ready_dir and not os.listdir(ready_dir) and time.monotonic() < deadline:
+        time.sleep(0.01)
 if mode == "crash":
     sys.stdout.write("bye without newline")
     sys.exit(3)
@@ -498,6 +505,8 @@ stop = []
 for sig in (signal.SIGINT, signal.SIGTERM):
     signal.signal(sig, signal.SIG_IGN if mode == "stubborn" else lambda s, f: stop.append(s))
 print("ready", flush=True)
+if os.environ.get("FAKE_READY_DIR"):
+    open(os.path.join(os.environ["FAKE_READY_DIR"], str(os.getpid())), "w").close()
 while not stop:
     time.sleep(0.01)
 print("got " + signal.Signals(stop[0]).name, flush=True)
@@ -636,7 +645,10 @@ def test_bringup_sigterm_is_forwarded(tmp_path, fake_prefix):
     assert "[a] got SIGTERM" in run.stdout
 
 
-def test_a_crashing_node_ends_the_graph_with_an_error(tmp_path, fake_prefix):
+def test_a_crashing_node_ends_the_graph_with_an_error(tmp_path, fake_prefix, monkeypatch):
+    ready = tmp_path / "ready"
+    ready.mkdir()
+    monkeypatch.setenv("FAKE_READY_DIR", str(ready))
     graphs = bringup_graph(
         tmp_path,
         """
@@ -653,7 +665,10 @@ def test_a_crashing_node_ends_the_graph_with_an_error(tmp_path, fake_prefix):
     )
 
 
-def test_a_node_that_finishes_ends_the_graph_cleanly(tmp_path, fake_prefix):
+def test_a_node_that_finishes_ends_the_graph_cleanly(tmp_path, fake_prefix, monkeypatch):
+    ready = tmp_path / "ready"
+    ready.mkdir()
+    monkeypatch.setenv("FAKE_READY_DIR", str(ready))
     graphs = bringup_graph(
         tmp_path,
         """

@@ -514,6 +514,14 @@ print("got " + signal.Signals(stop[0]).name, flush=True)
 
 
 @pytest.fixture
+def sibling_ready(tmp_path, monkeypatch):
+    """Fake nodes in `crash`/`finish` mode wait until a `serve` sibling is ready."""
+    ready = tmp_path / "ready"
+    ready.mkdir()
+    monkeypatch.setenv("FAKE_READY_DIR", str(ready))
+
+
+@pytest.fixture
 def fake_prefix(tmp_path):
     """An ament prefix with package `fakepkg` whose executable `fake_node` is the script above."""
     prefix = tmp_path / "prefix"
@@ -645,10 +653,7 @@ def test_bringup_sigterm_is_forwarded(tmp_path, fake_prefix):
     assert "[a] got SIGTERM" in run.stdout
 
 
-def test_a_crashing_node_ends_the_graph_with_an_error(tmp_path, fake_prefix, monkeypatch):
-    ready = tmp_path / "ready"
-    ready.mkdir()
-    monkeypatch.setenv("FAKE_READY_DIR", str(ready))
+def test_a_crashing_node_ends_the_graph_with_an_error(tmp_path, fake_prefix, sibling_ready):
     graphs = bringup_graph(
         tmp_path,
         """
@@ -665,10 +670,7 @@ def test_a_crashing_node_ends_the_graph_with_an_error(tmp_path, fake_prefix, mon
     )
 
 
-def test_a_node_that_finishes_ends_the_graph_cleanly(tmp_path, fake_prefix, monkeypatch):
-    ready = tmp_path / "ready"
-    ready.mkdir()
-    monkeypatch.setenv("FAKE_READY_DIR", str(ready))
+def test_a_node_that_finishes_ends_the_graph_cleanly(tmp_path, fake_prefix, sibling_ready):
     graphs = bringup_graph(
         tmp_path,
         """

@@ -15,6 +15,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from wm_ros.config import PromptConfig
+from wm_ros.eval.images import save_png, upscale
+from wm_ros.paths import ARM_URDF
 from wm_ros.prompts.renderer import PromptRenderer
 
 log = logging.getLogger(__name__)
@@ -24,15 +26,8 @@ def sim_prompt_renderer(
     sim: Any, cfg: PromptConfig | None = None, device: str = "cpu"
 ) -> PromptRenderer:
     """A PromptRenderer for a TabletopSim: its URDF and its camera."""
-    from wm_ros.sim import DEFAULT_URDF
-
-    urdf = Path(sim.cfg.urdf) if sim.cfg.urdf else DEFAULT_URDF
+    urdf = Path(sim.cfg.urdf) if sim.cfg.urdf else ARM_URDF
     return PromptRenderer(urdf, sim.camera_model(), cfg, device=device)
-
-
-def upscale(image: np.ndarray, factor: int) -> np.ndarray:
-    """Nearest-neighbour upscale of an (H, W, C) image by an integer factor."""
-    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
 
 
 def prompt_to_uint8(prompt: np.ndarray) -> np.ndarray:
@@ -97,8 +92,6 @@ def write_overlay_frames(
         sim.reset(seed + i)
         joints = sim.joint_positions()[order]
         sheet = overlay_panel(renderer, sim.render(), joints, factor)
-        path = out / f"overlay_{i:03d}.png"
-        Image.fromarray(sheet).save(path)
-        paths.append(path)
+        paths.append(save_png(sheet, out / f"overlay_{i:03d}.png"))
     log.info("wrote %d overlay frames to %s", k, out)
     return paths

@@ -20,7 +20,7 @@ import numpy as np
 from geometry_msgs.msg import PoseStamped
 from tqdm import tqdm
 
-from wm_ros.config import SimConfig
+from wm_ros.config import SimConfig, SimNodeConfig
 from wm_ros.ros import topics
 from wm_ros.ros.bag import BagWriter
 from wm_ros.ros.conversions import (
@@ -39,8 +39,14 @@ log = logging.getLogger(__name__)
 JOINT_RATE_PER_STEP = 5  # joint-state messages per control step (50 Hz at control_dt = 0.1 s)
 PUCK_MOVING_M = 0.001  # a control step "moves the puck" when its centre travels more than this
 EPOCH_S = 1_700_000_000.0  # bag time of every episode's start: realistic, deterministic stamps
-BASE_FRAME = "base_link"
-CAMERA_FRAME = "camera_optical"
+# The frame ids sim_node stamps its messages with, so collected bags and live ones agree.
+BASE_FRAME = SimNodeConfig().base_frame
+CAMERA_FRAME = SimNodeConfig().camera_frame
+
+
+def _bag_ns(sim_time: float) -> int:
+    """Bag timestamp (ns) of a simulated time within an episode."""
+    return round((EPOCH_S + sim_time) * 1e9)
 
 
 def episode_dir(out: Path, seed: int) -> Path:
@@ -54,7 +60,6 @@ def _write_episode(
     cfg = sim.cfg
     camera = sim.camera_model()
     sub = cfg.substeps // JOINT_RATE_PER_STEP
-    ns = lambda t: round((EPOCH_S + t) * 1e9)  # noqa: E731 - local shorthand
 
     def write_joints() -> None:
         msg = vector_to_joint_state(
@@ -64,11 +69,11 @@ def _write_episode(
             seconds_to_time(EPOCH_S + sim.time),
         )
         msg.header.frame_id = BASE_FRAME
-        bag.write(topics.JOINT_STATES, ns(sim.time), msg)
+        bag.write(topics.JOINT_STATES, _bag_ns(sim.time), msg)
 
     def write_camera() -> None:
         stamp = seconds_to_time(EPOCH_S + sim.time)
-        t = ns(sim.time)
+        t = _bag_ns(sim.time)
         bag.write(topics.IMAGE, t, numpy_to_image(sim.render(), "rgb8", stamp, CAMERA_FRAME))
         bag.write(topics.CAMERA_INFO, t, camera_model_to_info(camera, stamp, CAMERA_FRAME))
         labels = sim.segmentation().astype(np.uint8)
@@ -83,7 +88,7 @@ def _write_episode(
     goal_stamp = seconds_to_time(EPOCH_S)
     bag.write(
         topics.GOAL_IMAGE,
-        ns(0.0),
+        _bag_ns(0.0),
         numpy_to_image(sim.task.goal_image, "rgb8", goal_stamp, CAMERA_FRAME),
     )
     policy.reset(sim)
@@ -96,7 +101,7 @@ def _write_episode(
         )
         bag.write(
             topics.PLAN,
-            ns(sim.time),
+            _bag_ns(sim.time),
             core_to_trajectory_msg(command, seconds_to_time(EPOCH_S + sim.time)),
         )
         puck_before = sim.puck_position()[:2].copy()

@@ -29,6 +29,7 @@ import torch
 
 from wm_ros.camera import project_points
 from wm_ros.config import SimConfig, TaskConfig
+from wm_ros.eval.timing import cpu_model
 from wm_ros.sim import TabletopSim
 from wm_ros.sim.exploration import ExplorationPolicy
 from wm_ros.sim.scripted import RandomSmoothPolicy, run_policy, scripted_policy
@@ -36,15 +37,8 @@ from wm_ros.sim.scripted import RandomSmoothPolicy, run_policy, scripted_policy
 
 def machine() -> dict:
     """What the figures were measured on."""
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
     return {
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "python": platform.python_version(),

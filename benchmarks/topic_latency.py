@@ -139,14 +139,9 @@ def run_subscriber(args: argparse.Namespace) -> int:
 
 
 def machine() -> dict:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from wm_ros.eval.timing import cpu_model
+
+    cpu = cpu_model()
     from rclpy.utilities import get_rmw_implementation_identifier
 
     return {

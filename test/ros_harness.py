@@ -98,7 +98,9 @@ class NodeProcess:
             self._log.flush()
         return self.log_path.read_text()
 
-    def stop(self, timeout: float = 10.0) -> int:
+    def stop(self, timeout: float = 20.0) -> int:
+        """SIGINT, then SIGKILL after `timeout` s (a loaded 2-core machine can take seconds to
+        tear DDS down); the exit code. A kill is noted at the end of the log."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:
@@ -106,5 +108,6 @@ class NodeProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+                self._log.write(f"\n[harness] no exit {timeout} s after SIGINT: killed\n")
         self._log.close()
         return self.proc.returncode

@@ -103,6 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_parser("train", help="train the world model on collected bags (resumable)")
     )
 
+    from wm_ros.eval.predict import add_predict_arguments
+
+    evaluate = sub.add_parser("eval", help="evaluate a model (open-loop prediction metrics)")
+    evals = evaluate.add_subparsers(dest="eval_command", required=True, metavar="EVALUATION")
+    add_predict_arguments(
+        evals.add_parser("predict", help="open-loop prediction metrics on held-out episodes")
+    )
+
     demo = sub.add_parser("demo", help="closed-loop demo in the simulator, with a report")
     demo.add_argument("--out", default="demo_out", help="report folder")
     demo.add_argument("--seed", type=int, default=0, help="first episode seed")

@@ -427,6 +427,117 @@ class ModelConfig(ConfigBase):
 
 
 @dataclass(frozen=True)
+class PriorConfig(ConfigBase):
+    """The learned action prior (wm_ros.planning.prior): mean and spread of the next H joint
+    targets given the latest K frames (as world-model latents) and the current joint state.
+
+    Attributes:
+        context: K, latest frames it sees (the world model's context).
+        horizon: H, future actions it predicts.
+        num_joints: J, joints per action.
+        latent_channels, latent_size: shape of one latent frame (c, s, s) of the world model.
+        width: channels of its conv encoder (doubled at its second stage).
+        hidden: size of its MLP.
+        min_std, max_std: bounds of the predicted spread, rad.
+        joint_names: the joints of the action columns, in order (matched by name at run time).
+    """
+
+    context: int = 2
+    horizon: int = 8
+    num_joints: int = 4
+    latent_channels: int = 4
+    latent_size: int = 16
+    width: int = 32
+    hidden: int = 256
+    min_std: float = 0.01
+    max_std: float = 1.0
+    joint_names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("context", "horizon", "num_joints", "latent_channels", "width", "hidden"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.latent_size < 4 or self.latent_size % 4:
+            raise ValueError(f"latent_size must be a multiple of 4, got {self.latent_size}")
+        if not 0.0 < self.min_std < self.max_std:
+            raise ValueError("need 0 < min_std < max_std (rad)")
+        if self.joint_names and len(self.joint_names) != self.num_joints:
+            raise ValueError(f"{len(self.joint_names)} joint_names for {self.num_joints} joints")
+
+    @classmethod
+    def for_model(cls, cfg: ModelConfig, joint_names: tuple[str, ...] = (), **kw: Any) -> Self:
+        """The prior matching a world model's context, horizon, joints and latent shape."""
+        return cls(
+            context=cfg.context,
+            horizon=cfg.horizon,
+            num_joints=cfg.num_joints,
+            latent_channels=cfg.latent_channels,
+            latent_size=cfg.latent_size,
+            joint_names=tuple(joint_names),
+            **kw,
+        )
+
+
+@dataclass(frozen=True)
+class CEMConfig(ConfigBase):
+    """The cross-entropy method over action parameters (wm_ros.planning.cem).
+
+    Attributes:
+        num_samples: N candidates drawn per iteration (the current mean is always one of them).
+        num_elites: lowest-cost candidates the distribution is refitted on.
+        iterations: I refits per replan.
+        init_std: spread of a fresh distribution, in parameter units (rad for joint deltas).
+        min_std: floor of the spread, so the search never collapses completely.
+        momentum: weight of the previous mean and std in each refit (0 = elites only).
+        warm_start: start each replan from the previous mean shifted by one knot.
+    """
+
+    num_samples: int = 256
+    num_elites: int = 32
+    iterations: int = 3
+    init_std: float = 0.2
+    min_std: float = 0.02
+    momentum: float = 0.1
+    warm_start: bool = True
+
+    def __post_init__(self) -> None:
+        if self.num_samples < 2 or not 1 <= self.num_elites <= self.num_samples:
+            raise ValueError("need num_samples >= 2 and 1 <= num_elites <= num_samples")
+        if self.iterations <= 0:
+            raise ValueError(f"iterations must be positive, got {self.iterations}")
+        if not 0.0 <= self.min_std <= self.init_std or self.init_std <= 0:
+            raise ValueError("need 0 <= min_std <= init_std and init_std > 0")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ValueError(f"momentum must be within [0, 1), got {self.momentum}")
+
+
+@dataclass(frozen=True)
+class CostConfig(ConfigBase):
+    """Weights of the planning cost (wm_ros.planning.costs); each term is per candidate.
+
+    Attributes:
+        goal_final: squared distance between the imagined final latent and the goal image's
+            latent (mean over latent cells).
+        goal_all: the same distance averaged over all H imagined steps.
+        joint_goal: squared joint distance of the final target to a goal pose, rad^2 (only
+            when a goal pose is given).
+        smoothness: squared second differences of the targets (q0 first), rad^2.
+        limit: squared distance the sampler had to move a candidate into the limits, rad^2.
+    """
+
+    goal_final: float = 1.0
+    goal_all: float = 0.0
+    joint_goal: float = 0.0
+    smoothness: float = 0.01
+    limit: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name, value in self.to_dict().items():
+            if value < 0:
+                raise ValueError(f"cost weight {name} must be >= 0, got {value}")
+
+
+@dataclass(frozen=True)
 class TrainConfig(ConfigBase):
     """Training of the world model (`wm-ros train`). Steps are optimiser steps per stage.
 
@@ -437,7 +548,7 @@ class TrainConfig(ConfigBase):
         weight_decay: AdamW weight decay.
         warmup_steps: linear learning-rate warm-up, steps.
         grad_clip: gradient norm clip (0 = off).
-        autoencoder_steps, base_steps, adapter_steps: steps of each stage.
+        autoencoder_steps, base_steps, adapter_steps, prior_steps: steps of each stage.
         foreground_weight: extra reconstruction weight of arm and puck pixels (labels > 0),
             so the small moving objects are not averaged away.
         latent_l2: weight of a small L2 penalty on the autoencoder's latents.
@@ -460,6 +571,7 @@ class TrainConfig(ConfigBase):
     autoencoder_steps: int = 2000
     base_steps: int = 4000
     adapter_steps: int = 4000
+    prior_steps: int = 1500
     foreground_weight: float = 10.0
     latent_l2: float = 1e-4
     shortcut_fraction: float = 0.25
@@ -472,7 +584,13 @@ class TrainConfig(ConfigBase):
     def __post_init__(self) -> None:
         if self.batch_size <= 0 or self.lr <= 0:
             raise ValueError("batch_size and lr must be positive")
-        for name in ("autoencoder_steps", "base_steps", "adapter_steps", "warmup_steps"):
+        for name in (
+            "autoencoder_steps",
+            "base_steps",
+            "adapter_steps",
+            "prior_steps",
+            "warmup_steps",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
         if self.checkpoint_every <= 0 or self.log_every <= 0:

@@ -3,7 +3,17 @@
 Stages, in order (`all` runs them in turn): `autoencoder` (frame reconstruction, then latent
 normalisation statistics), `base` (action-free flow matching + shortcut self-consistency on all
 windows), `adapter` (the same objective through the full model, base frozen; the action
-conditioning is the skeleton prompts of the commanded joint targets, or the raw targets).
+conditioning is the skeleton prompts of the commanded joint targets, or the raw targets),
+`prior` (the learned action prior, wm_ros.planning.prior: Gaussian likelihood of the next H
+targets given the context latents and the current joints).
+
+`init_from` starts a new directory from another model's trained parts (the autoencoder, and the
+base when both have one), marking those stages done: the ablations train only their adapter on
+the same autoencoder and base as the full model.
+
+Under torchrun (WORLD_SIZE > 1) each process trains on its own windows (the seed includes the
+rank), gradients are averaged by DistributedDataParallel (gloo on CPU, NCCL on CUDA, one GPU per
+process), and only rank 0 writes checkpoints and logs. batch_size is per process.
 
 The output folder is a model directory (config.json + model.safetensors, loadable with
 `wm_ros.model.load_model`) plus `train_state.json` / `optimizer.safetensors` (resume point,
@@ -20,30 +30,58 @@ import contextlib
 import json
 import logging
 import math
+import os
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from wm_ros.config import ModelConfig, TrainConfig
+from wm_ros.config import ModelConfig, PriorConfig, TrainConfig
 from wm_ros.data import Episode, EpisodeSet
 from wm_ros.model import WorldModel, flow, load_model, save_model
+from wm_ros.model.conditioning import action_conditioning, model_prompt_renderer
+from wm_ros.planning.prior import ActionPrior, gaussian_nll, has_prior, load_prior, save_prior
 
 log = logging.getLogger(__name__)
 
-STAGES = ("autoencoder", "base", "adapter")
+STAGES = ("autoencoder", "base", "adapter", "prior")
 STATE_FILE = "train_state.json"
 OPTIM_FILE = "optimizer.safetensors"
 LOG_FILE = "train_log.jsonl"
 
 
 def resolve_device(name: str) -> torch.device:
+    """`auto`: cuda when available, else cpu; under torchrun, cuda means this rank's GPU."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and dist.is_initialized():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return torch.device(name)
+
+
+def init_distributed(device_name: str) -> None:
+    """Join the torchrun process group (env://) when WORLD_SIZE > 1 and none is joined yet."""
+    if dist.is_initialized() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return
+    cuda = device_name != "cpu" and torch.cuda.is_available()
+    dist.init_process_group("nccl" if cuda else "gloo")
+
+
+class _StageLoss(torch.nn.Module):
+    """The trained part as a module whose forward is the stage's loss, so that
+    DistributedDataParallel can wrap it and average its gradients across processes."""
+
+    def __init__(self, part: torch.nn.Module, loss_fn) -> None:
+        super().__init__()
+        self.part = part
+        self.loss_fn = loss_fn
+
+    def forward(self, *args) -> torch.Tensor:
+        return self.loss_fn(*args)
 
 
 def _lr(cfg: TrainConfig, step: int, total: int) -> float:
@@ -52,11 +90,6 @@ def _lr(cfg: TrainConfig, step: int, total: int) -> float:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     frac = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
-
-
-def _stage_params(model: WorldModel, stage: str) -> list[torch.nn.Parameter]:
-    module = {"autoencoder": model.autoencoder, "base": model.base, "adapter": model.adapter}[stage]
-    return [] if module is None else list(module.parameters())
 
 
 def _save_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:
@@ -80,6 +113,12 @@ def _load_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:
     opt.load_state_dict(sd)
 
 
+def _seed_span(episodes: list[Episode]) -> str:
+    """Episode seeds as "first..last (n)" for the record ("" when unknown)."""
+    seeds = sorted(e.seed for e in episodes if e.seed is not None)
+    return f"{seeds[0]}..{seeds[-1]} ({len(seeds)})" if seeds else ""
+
+
 class Trainer:
     """Runs the stages on a set of episodes into a model directory.
 
@@ -90,6 +129,10 @@ class Trainer:
             resuming: the directory's config wins).
         prompt_renderer: a wm_ros.prompts.PromptRenderer for prompt conditioning (default: the
             simulator's arm and camera at the model's image size).
+        init_from: a model directory whose autoencoder (and base, when both models have one)
+            a new run starts from; those stages count as done.
+    Raises:
+        ValueError: init_from's parts do not fit model_cfg.
     """
 
     def __init__(
@@ -100,22 +143,39 @@ class Trainer:
         train_cfg: TrainConfig,
         *,
         prompt_renderer=None,
+        init_from: str | Path | None = None,
     ) -> None:
         self.out, self.cfg = Path(out), train_cfg
         self.device = resolve_device(train_cfg.device)
+        self.rank = dist.get_rank() if dist.is_initialized() else 0
+        self.world = dist.get_world_size() if dist.is_initialized() else 1
         state_path = self.out / STATE_FILE
         self.state = {"done": {s: 0 for s in STAGES}}
+        self.prior: ActionPrior | None = None
         if state_path.is_file():
             self.model = load_model(self.out, self.device).train()
             self.state = json.loads(state_path.read_text())
+            for s in STAGES:  # a directory from before a stage existed
+                self.state["done"].setdefault(s, 0)
+            if has_prior(self.out):
+                self.prior = load_prior(self.out, self.device).train()
             log.info("resuming from %s: %s", self.out, self.state["done"])
         else:
             torch.manual_seed(train_cfg.seed)
             self.model = WorldModel(model_cfg).to(self.device)
+            if init_from is not None:
+                self._init_from(Path(init_from))
         mc = self.model.cfg
         n_val = round(len(episodes) * train_cfg.val_fraction)
         n_val = max(1, n_val) if len(episodes) >= 2 and train_cfg.val_fraction > 0 else 0
         train_eps, val_eps = episodes[: len(episodes) - n_val], episodes[len(episodes) - n_val :]
+        self.data_info = {
+            "train_episodes": len(train_eps),
+            "val_episodes": len(val_eps),
+            "train_frames": sum(len(e) for e in train_eps),
+            "train_seeds": _seed_span(train_eps),
+            "val_seeds": _seed_span(val_eps),
+        }
         kw = {"memory": mc.memory, "memory_tau": train_cfg.memory_tau, "image_size": mc.image_size}
         self.data = EpisodeSet(train_eps, mc.context, mc.horizon, **kw)
         self.val = EpisodeSet(val_eps, mc.context, mc.horizon, **kw) if val_eps else None
@@ -128,31 +188,55 @@ class Trainer:
             else contextlib.nullcontext()
         )
 
+    def _init_from(self, source: Path) -> None:
+        src = load_model(source, self.device)
+        parts = [("autoencoder", src.autoencoder, self.model.autoencoder)]
+        if src.base is not None and self.model.base is not None:
+            parts.append(("base", src.base, self.model.base))
+        for stage, have, want in parts:
+            try:
+                want.load_state_dict(have.state_dict())
+            except RuntimeError as err:
+                raise ValueError(
+                    f"--init-from {source}: its {stage} does not fit this model config: "
+                    f"{str(err).splitlines()[0]}"
+                ) from None
+            self.state["done"][stage] = getattr(self.cfg, f"{stage}_steps")
+            log.info("%s taken from %s", stage, source)
+        self.state["init_from"] = str(source)
+
+    def prior_net(self) -> ActionPrior:
+        """The action prior being trained (built on first use, seeded)."""
+        if self.prior is None:
+            torch.manual_seed(self.cfg.seed + 1)
+            pcfg = PriorConfig.for_model(self.model.cfg, self.joint_names)
+            self.prior = ActionPrior(pcfg).to(self.device)
+        return self.prior
+
+    def stage_module(self, stage: str) -> torch.nn.Module | None:
+        """The part a stage trains (None: this model has no such part)."""
+        if stage == "prior":
+            return self.prior_net()
+        m = self.model
+        return {"autoencoder": m.autoencoder, "base": m.base, "adapter": m.adapter}[stage]
+
     # ------------------------------------------------------------------ conditioning
 
     def renderer(self):
         if self._renderer is None:
-            from wm_ros.config import PromptConfig, SimConfig
-            from wm_ros.prompts import sim_prompt_renderer
-            from wm_ros.sim import TabletopSim
-
-            s = self.model.cfg.image_size
-            with TabletopSim(SimConfig(image_width=s, image_height=s)) as sim:
-                pcfg = PromptConfig(
-                    image_width=s, image_height=s, channels=self.model.cfg.prompt_channels
-                )
-                self._renderer = sim_prompt_renderer(sim, pcfg, device=str(self.device))
+            self._renderer = model_prompt_renderer(self.model.cfg, self.device)
         return self._renderer
 
     def conditioning(self, actions: np.ndarray) -> torch.Tensor:
         """Future actions (B, H, J) -> prompts (B, H, C, S, S) or joints (B, H, J) tensors."""
-        a = torch.as_tensor(actions, dtype=torch.float32, device=self.device)
-        if self.model.cfg.conditioning != "prompt":
-            return a
-        r = self.renderer()
-        if self.joint_names:
-            a = a[..., torch.as_tensor(r.joint_order(self.joint_names), device=self.device)]
-        return r.render(a)
+        cfg = self.model.cfg
+        return action_conditioning(
+            actions,
+            cfg,
+            renderer=self.renderer() if cfg.conditioning == "prompt" else None,
+            joint_names=self.joint_names,
+            device=self.device,
+        )
 
     # ------------------------------------------------------------------ losses
 
@@ -209,12 +293,26 @@ class Trainer:
             target = torch.cat([tgt, target])
         return (velocity(slice(None))(x, t, d) - target).pow(2).mean()
 
+    def prior_loss(self, data: EpisodeSet, rng: np.random.Generator) -> torch.Tensor:
+        mc = self.model.cfg
+        idx = data.window_indices(self.cfg.batch_size, rng)  # (B, M + K + H)
+        ctx_idx = idx[:, mc.memory : mc.memory + mc.context]
+        z = self.latents(data)[torch.as_tensor(ctx_idx, device=self.device)]  # (B, K, c, h, w)
+        joints = torch.as_tensor(data.joints[ctx_idx[:, -1]], device=self.device)  # (B, J)
+        target = torch.as_tensor(data.future_actions(idx), device=self.device)  # (B, H, J)
+        mean, std = self.prior_net()(z, joints)
+        return gaussian_nll(mean.float(), std.float(), target)
+
     def loss(self, stage: str, data: EpisodeSet, seed_parts: tuple[int, ...]) -> torch.Tensor:
-        rng = np.random.default_rng([self.cfg.seed, *seed_parts])
+        # Each process of a distributed run draws its own windows and noise.
+        parts = (*seed_parts, self.rank) if self.world > 1 else seed_parts
+        rng = np.random.default_rng([self.cfg.seed, *parts])
         gen = torch.Generator(self.device).manual_seed(int(rng.integers(2**62)))
         with self.autocast:
             if stage == "autoencoder":
                 return self.autoencoder_loss(data, rng)
+            if stage == "prior":
+                return self.prior_loss(data, rng)
             return self.flow_loss(data, stage, rng, gen)
 
     # ------------------------------------------------------------------ loop
@@ -224,7 +322,20 @@ class Trainer:
             f.write(json.dumps(record) + "\n")
 
     def checkpoint(self, opt: torch.optim.Optimizer) -> None:
-        save_model(self.model, self.out, extra={"training": {"done": self.state["done"]}})
+        from wm_ros.eval.timing import cpu_model
+
+        training = {
+            "done": self.state["done"],
+            "data": self.data_info,
+            "device": torch.cuda.get_device_name(self.device)
+            if self.device.type == "cuda"
+            else f"cpu ({cpu_model()}, {torch.get_num_threads()} threads)",
+            "processes": self.world,
+            "batch_size_per_process": self.cfg.batch_size,
+        }
+        save_model(self.model, self.out, extra={"training": training})
+        if self.prior is not None:
+            save_prior(self.prior, self.out)
         _save_optimizer(opt, self.out / OPTIM_FILE)
         tmp = self.out / (STATE_FILE + ".tmp")
         tmp.write_text(json.dumps(self.state, indent=2))
@@ -233,16 +344,29 @@ class Trainer:
     def run_stage(self, stage: str, steps: int | None = None) -> float:
         """Train one stage up to `steps` (default from TrainConfig); returns the last loss."""
         total = getattr(self.cfg, f"{stage}_steps") if steps is None else steps
-        params = _stage_params(self.model, stage)
-        if not params:
+        part = self.stage_module(stage)
+        if part is None:
             log.info("stage %s: this model has no such part; skipped", stage)
             return float("nan")
-        self.out.mkdir(parents=True, exist_ok=True)
+        params = list(part.parameters())
+        lead = self.rank == 0  # the one process that writes
+        if lead:
+            self.out.mkdir(parents=True, exist_ok=True)
         self.model.train()
         for p in self.model.parameters():
             p.requires_grad_(False)
+        if self.prior is not None:
+            self.prior.train()
+            for p in self.prior.parameters():
+                p.requires_grad_(False)
         for p in params:
             p.requires_grad_(True)
+        loss_module: torch.nn.Module = _StageLoss(part, self.loss)
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            loss_module = DistributedDataParallel(loss_module, device_ids=ids)
         opt = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         start = self.state["done"][stage]
         if start > 0 and (self.out / OPTIM_FILE).is_file() and self.state.get("stage") == stage:
@@ -251,11 +375,18 @@ class Trainer:
         self._latents.clear()
         sid = STAGES.index(stage)
         t0, loss_value = time.perf_counter(), float("nan")
-        bar = tqdm(range(start, total), desc=stage, unit="step", initial=start, total=total)
+        bar = tqdm(
+            range(start, total),
+            desc=stage,
+            unit="step",
+            initial=start,
+            total=total,
+            disable=not lead,
+        )
         for step in bar:
             for g in opt.param_groups:
                 g["lr"] = _lr(self.cfg, step, total)
-            loss = self.loss(stage, self.data, (sid, step))
+            loss = loss_module(stage, self.data, (sid, step))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if self.cfg.grad_clip > 0:
@@ -265,7 +396,7 @@ class Trainer:
             if not math.isfinite(loss_value):
                 raise FloatingPointError(f"stage {stage}: loss became {loss_value} at step {step}")
             self.state["done"][stage] = step + 1
-            if (step + 1) % self.cfg.log_every == 0 or step + 1 == total:
+            if lead and ((step + 1) % self.cfg.log_every == 0 or step + 1 == total):
                 bar.set_postfix(loss=f"{loss_value:.4f}")
                 self._log(
                     {
@@ -278,9 +409,10 @@ class Trainer:
                 )
             if (step + 1) % self.cfg.checkpoint_every == 0 or step + 1 == total:
                 if stage == "autoencoder" and step + 1 == total:
-                    self._set_latent_stats()
-                self._validate(stage, step + 1)
-                self.checkpoint(opt)
+                    self._set_latent_stats()  # every process: same weights, same data
+                if lead:
+                    self._validate(stage, step + 1)
+                    self.checkpoint(opt)
         return loss_value
 
     @torch.no_grad()
@@ -358,20 +490,46 @@ def train(
     *,
     stages: tuple[str, ...] = STAGES,
     prompt_renderer=None,
+    init_from: str | Path | None = None,
 ) -> WorldModel:
     """Run `stages` in order (each resumes where the directory's train_state.json left it)."""
-    trainer = Trainer(episodes, out, model_cfg, train_cfg, prompt_renderer=prompt_renderer)
+    trainer = Trainer(
+        episodes,
+        out,
+        model_cfg,
+        train_cfg,
+        prompt_renderer=prompt_renderer,
+        init_from=init_from,
+    )
     for stage in stages:
         trainer.run_stage(stage)
-    if (trainer.out / LOG_FILE).is_file():
+    if trainer.rank == 0 and (trainer.out / LOG_FILE).is_file():
         plot_losses(trainer.out / LOG_FILE, trainer.out / "losses.png")
     return trainer.model.eval()
+
+
+def model_config_from_yaml(path: str | Path, ablation: str | None = None) -> ModelConfig:
+    """The YAML's `model` section, with `ablations[ablation]` applied on top when given."""
+    import yaml
+
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    if "model" not in data:
+        raise ValueError(f"{path}: no 'model' section (has {sorted(data)})")
+    values = dict(data["model"])
+    if ablation is not None:
+        known = data.get("ablations") or {}
+        if ablation not in known:
+            raise ValueError(f"{path}: no ablation {ablation!r} (has {sorted(known)})")
+        values.update(known[ablation])
+    return ModelConfig.from_dict(values)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from wm_ros.ros.episodes import load_episodes
 
-    model_cfg = ModelConfig.from_yaml(args.config, "model") if args.config else ModelConfig()
+    if args.ablation and not args.config:
+        raise SystemExit("--ablation needs --config (the YAML that lists the ablations)")
+    model_cfg = model_config_from_yaml(args.config, args.ablation) if args.config else ModelConfig()
     train_cfg = TrainConfig.from_yaml(args.config, "train") if args.config else TrainConfig()
     overrides = {
         k: v
@@ -385,9 +543,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.steps is not None:
         overrides.update({f"{s}_steps": args.steps for s in STAGES})
     train_cfg = train_cfg.replace(**overrides)
+    init_distributed(train_cfg.device)
     episodes = load_episodes(args.data)
     stages = STAGES if args.stage == "all" else (args.stage,)
-    train(episodes, args.out, model_cfg, train_cfg, stages=stages)
+    try:
+        train(episodes, args.out, model_cfg, train_cfg, stages=stages, init_from=args.init_from)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
     log.info("trained %s on %d episodes -> %s", ", ".join(stages), len(episodes), args.out)
     return 0
 
@@ -402,4 +565,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="override train.device (auto, cpu, cuda)")
     parser.add_argument("--batch-size", type=int, help="override train.batch_size")
     parser.add_argument("--steps", type=int, help="override the steps of every stage")
+    parser.add_argument(
+        "--ablation", help="apply this entry of the config's 'ablations' to its model section"
+    )
+    parser.add_argument(
+        "--init-from",
+        type=Path,
+        help="start a new run from this model directory's autoencoder (and base)",
+    )
     parser.set_defaults(func=_cmd_train)

@@ -1,5 +1,6 @@
 """Model directories: `config.json` (everything needed to rebuild the networks) + weights in
-`model.safetensors`. No pickles: loading never runs code from the file.
+`model.safetensors` (world model) and `prior.safetensors` (action prior, wm_ros.planning.prior,
+its settings under "prior" in config.json). No pickles: loading never runs code from the file.
 
     save_model(model, "models/NAME", extra={"trained_steps": ...})
     model = load_model("models/NAME", device="cpu")
@@ -42,12 +43,11 @@ def save_model(
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    tmp = directory / (WEIGHTS_FILE + ".tmp")
-    save_file(state, str(tmp), metadata={"format": FORMAT, "version": str(VERSION)})
-    tmp.replace(directory / WEIGHTS_FILE)  # atomic: a kill never leaves half a file
-    config = {"format": FORMAT, "version": VERSION, "model": model.cfg.to_dict(), **(extra or {})}
-    (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    save_weights(model, directory / WEIGHTS_FILE)
+    write_config(
+        directory,
+        {"format": FORMAT, "version": VERSION, "model": model.cfg.to_dict(), **(extra or {})},
+    )
     return directory
 
 
@@ -74,29 +74,48 @@ def read_config(directory: str | Path) -> tuple[ModelConfig, dict[str, Any]]:
         raise CheckpointError(f"{path}: invalid model settings: {err}") from None
 
 
-def load_model(directory: str | Path, device: str | torch.device = "cpu") -> WorldModel:
-    """Rebuild the model from config.json and load its weights (eval mode).
+def write_config(directory: str | Path, sections: dict[str, Any]) -> None:
+    """Set top-level `sections` of config.json, keeping the others (the world model and the
+    action prior are saved by different stages into one directory); written atomically."""
+    path = Path(directory) / CONFIG_FILE
+    data: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            data = {}  # replaced below; the weights are the record that matters
+    data.update(sections)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def save_weights(module: torch.nn.Module, path: Path) -> None:
+    """The module's state dict as safetensors, atomically (a kill never leaves half a file)."""
+    state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+    tmp = path.with_suffix(".tmp")
+    save_file(state, str(tmp), metadata={"format": FORMAT, "version": str(VERSION)})
+    tmp.replace(path)
+
+
+def load_weights(module: torch.nn.Module, path: Path, config_path: Path) -> None:
+    """Load safetensors weights into `module`, which was built from `config_path`.
 
     Raises:
-        CheckpointError: a missing file, a weights file that is not safetensors, or weights
-            that do not match the config (missing, unexpected or differently shaped tensors).
+        CheckpointError: the file is missing or not safetensors, or its tensors do not match
+            the module (missing, unexpected or differently shaped).
     """
-    cfg, _ = read_config(directory)
-    path = Path(directory) / WEIGHTS_FILE
     if not path.is_file():
         others = sorted(
-            p.name
-            for p in Path(directory).iterdir()
-            if p.suffix in (".pt", ".pth", ".bin", ".ckpt")
+            p.name for p in path.parent.iterdir() if p.suffix in (".pt", ".pth", ".bin", ".ckpt")
         )
         hint = f" (found {others}: pickled checkpoints are not loaded)" if others else ""
         raise CheckpointError(f"{path} is missing{hint}")
     try:
-        state = load_file(str(path), device=str(device))
+        state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{path} is not a readable safetensors file: {err}") from None
-    model = WorldModel(cfg)
-    expected = model.state_dict()
+    expected = module.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     shapes = [
@@ -112,8 +131,18 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Wor
             parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})")
         if shapes:
             parts.append(f"{len(shapes)} with other shapes (e.g. {shapes[:2]})")
-        raise CheckpointError(
-            f"{path} does not match {Path(directory) / CONFIG_FILE}: " + "; ".join(parts)
-        )
-    model.load_state_dict(state)
+        raise CheckpointError(f"{path} does not match {config_path}: " + "; ".join(parts))
+    module.load_state_dict(state)
+
+
+def load_model(directory: str | Path, device: str | torch.device = "cpu") -> WorldModel:
+    """Rebuild the model from config.json and load its weights (eval mode).
+
+    Raises:
+        CheckpointError: a missing file, a weights file that is not safetensors, or weights
+            that do not match the config (missing, unexpected or differently shaped tensors).
+    """
+    cfg, _ = read_config(directory)
+    model = WorldModel(cfg)
+    load_weights(model, Path(directory) / WEIGHTS_FILE, Path(directory) / CONFIG_FILE)
     return model.to(device).eval()

@@ -1,0 +1,187 @@
+"""Training beyond the world model's own stages: the action prior, ablations started from a
+trained model, and data-parallel training over two CPU processes (gloo)."""
+
+import socket
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from safetensors.torch import load_file, save_file
+
+from wm_ros.config import ModelConfig, PriorConfig, TrainConfig
+from wm_ros.data import sim_episodes
+from wm_ros.eval.prior import evaluate_prior
+from wm_ros.model import CheckpointError, load_model
+from wm_ros.paths import config_path
+from wm_ros.planning import ActionPrior, gaussian_nll, load_prior
+from wm_ros.train import Trainer, model_config_from_yaml
+
+TINY = ModelConfig(
+    image_size=16, latent_channels=2, ae_width=8, horizon=3, context=2, memory=1,
+    widths=(8, 16), emb_dim=16, prompt_features=2,
+)  # fmt: skip
+FAST = TrainConfig(
+    batch_size=8, lr=3e-3, warmup_steps=5, checkpoint_every=1000, log_every=10, val_fraction=0
+)
+
+
+@pytest.fixture(scope="module")
+def episodes():
+    return sim_episodes([0, 1], steps=12, image_size=16)
+
+
+# ---------------------------------------------------------------------------------- prior
+
+
+def test_prior_starts_at_the_current_pose_and_keeps_its_spread_in_bounds():
+    cfg = PriorConfig.for_model(TINY, ("a", "b", "c", "d"), min_std=0.05, max_std=0.5)
+    prior = ActionPrior(cfg)
+    z = torch.randn(5, TINY.context, TINY.latent_channels, TINY.latent_size, TINY.latent_size)
+    q = torch.randn(5, 4)
+    mean, std = prior(z, q)
+    assert mean.shape == std.shape == (5, TINY.horizon, 4)
+    torch.testing.assert_close(mean, q[:, None].expand(-1, TINY.horizon, -1))
+    with torch.no_grad():
+        prior.head.bias.fill_(100.0)
+        assert torch.allclose(prior(z, q)[1], torch.tensor(0.5))
+        prior.head.bias.fill_(-100.0)
+        assert torch.allclose(prior(z, q)[1], torch.tensor(0.05))
+    with pytest.raises(ValueError, match="prior takes latents"):
+        prior(z[:, :1], q)
+
+
+def test_gaussian_nll_is_lowest_at_the_true_mean_and_spread():
+    g = torch.Generator().manual_seed(0)
+    target = 0.3 * torch.randn(20000, 1, generator=g)
+    mean = torch.zeros_like(target)
+    nll = {s: float(gaussian_nll(mean, torch.full_like(target, s), target)) for s in (0.1, 0.3, 1)}
+    assert nll[0.3] < nll[0.1] and nll[0.3] < nll[1]
+    assert float(gaussian_nll(mean + 0.5, torch.full_like(target, 0.3), target)) > nll[0.3]
+
+
+def test_prior_stage_learns_the_actions_and_is_saved_beside_the_model(tmp_path, episodes):
+    trainer = Trainer(episodes, tmp_path / "m", TINY, FAST.replace(checkpoint_every=40))
+    trainer.run_stage("autoencoder", steps=20)
+    with torch.no_grad():
+        first = np.mean([float(trainer.loss("prior", trainer.data, (3, i))) for i in range(4)])
+    trainer.run_stage("prior", steps=80)
+    with torch.no_grad():
+        last = np.mean([float(trainer.loss("prior", trainer.data, (3, i))) for i in range(4)])
+    assert last < first - 0.5, (first, last)  # NLL per component, nats
+    prior = load_prior(tmp_path / "m")
+    assert prior.cfg.joint_names == tuple(episodes[0].joint_names)
+    for (name, a), b in zip(
+        trainer.prior.state_dict().items(), prior.state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(a.cpu(), b, msg=name)
+    model = load_model(tmp_path / "m")  # the world model is still loadable beside it
+    figures = evaluate_prior(prior, model, episodes, windows_per_episode=6)
+    assert figures["summary"]["mae_rad_mean"] < figures["summary"]["hold_pose_mae_rad_mean"]
+    assert len(figures["within_1_std"]) == TINY.horizon
+    resumed = Trainer(episodes, tmp_path / "m", TINY, FAST)
+    assert resumed.prior is not None and resumed.state["done"]["prior"] == 80
+
+
+def test_missing_or_mismatched_prior_is_named(tmp_path, episodes):
+    trainer = Trainer(episodes, tmp_path / "m", TINY, FAST)
+    trainer.run_stage("autoencoder", steps=2)
+    with pytest.raises(CheckpointError, match="no 'prior' section"):
+        load_prior(tmp_path / "m")
+    trainer.run_stage("prior", steps=2)
+    path = tmp_path / "m" / "prior.safetensors"
+    state = load_file(str(path))
+    state.pop(next(iter(state)))
+    save_file(state, str(path))
+    with pytest.raises(CheckpointError, match="1 missing"):
+        load_prior(tmp_path / "m")
+
+
+# ---------------------------------------------------------------------------------- ablations
+
+
+def test_shipped_config_lists_the_ablations():
+    path = config_path("models/sim_tabletop.yaml")
+    full = model_config_from_yaml(path)
+    assert model_config_from_yaml(path, "no_base").use_base is False
+    assert model_config_from_yaml(path, "joints").conditioning == "joints"
+    assert model_config_from_yaml(path, "no_mask").use_mask is False
+    assert model_config_from_yaml(path, "no_mask").replace(use_mask=True) == full
+    with pytest.raises(ValueError, match="no ablation 'nope'"):
+        model_config_from_yaml(path, "nope")
+
+
+@pytest.mark.parametrize(
+    ("variant", "shares_base"),
+    [(TINY.replace(use_mask=False), True), (TINY.replace(use_base=False), False)],
+)
+def test_ablation_starts_from_the_trained_autoencoder_and_base(
+    tmp_path, episodes, variant, shares_base
+):
+    src = Trainer(episodes, tmp_path / "full", TINY, FAST)
+    src.run_stage("autoencoder", steps=3)
+    src.run_stage("base", steps=3)
+    abl = Trainer(episodes, tmp_path / "abl", variant, FAST, init_from=tmp_path / "full")
+    assert abl.state["done"]["autoencoder"] == FAST.autoencoder_steps
+    ae_src, ae = src.model.autoencoder.state_dict(), abl.model.autoencoder.state_dict()
+    for k in ae_src:
+        torch.testing.assert_close(ae[k], ae_src[k], msg=k)
+    if shares_base:
+        assert abl.state["done"]["base"] == FAST.base_steps
+        w = "net.stem.weight"
+        torch.testing.assert_close(abl.model.base.state_dict()[w], src.model.base.state_dict()[w])
+    abl.run_stage("adapter", steps=2)
+    assert load_model(tmp_path / "abl").cfg == variant
+    with pytest.raises(ValueError, match="does not fit"):
+        Trainer(episodes, tmp_path / "x", TINY.replace(ae_width=16), FAST, init_from=src.out)
+
+
+# ---------------------------------------------------------------------------------- DDP
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, store_file: str, out: str, episodes) -> None:
+    # A file rendezvous and the loopback interface: nothing listens beyond this machine.
+    dist.init_process_group("gloo", init_method=f"file://{store_file}", rank=rank, world_size=world)
+    try:
+        torch.set_num_threads(1)
+        trainer = Trainer(episodes, out, TINY, FAST.replace(device="cpu"))
+        assert (trainer.rank, trainer.world) == (rank, world)
+        trainer.run_stage("autoencoder", steps=2)
+        before = {k: v.clone() for k, v in trainer.model.base.state_dict().items()}
+        trainer.run_stage("base", steps=4)
+        after = trainer.model.base.state_dict()
+        assert any(not torch.equal(before[k], after[k]) for k in after)
+        save_file({k: v.contiguous() for k, v in after.items()}, f"{out}/rank{rank}.safetensors")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.timeout(180)
+def test_two_process_gloo_training_keeps_the_replicas_identical(tmp_path, episodes, monkeypatch):
+    """Each rank draws its own windows; without averaged gradients the replicas would drift."""
+    monkeypatch.setenv("GLOO_SOCKET_IFNAME", "lo")
+    out = tmp_path / "ddp"
+    out.mkdir()
+    mp.spawn(
+        _ddp_worker, args=(2, str(tmp_path / "store"), str(out), episodes), nprocs=2, join=True
+    )
+    r0, r1 = load_file(str(out / "rank0.safetensors")), load_file(str(out / "rank1.safetensors"))
+    for k in r0:
+        torch.testing.assert_close(r0[k], r1[k], msg=k)
+    # Rank 0 alone wrote the checkpoint, and it is the replicas' state.
+    saved = load_model(out).base.state_dict()
+    for k in r0:
+        torch.testing.assert_close(saved[k], r0[k], msg=k)
+    # Different windows per rank: a single process's run ends elsewhere.
+    single = Trainer(episodes, tmp_path / "single", TINY, FAST.replace(device="cpu"))
+    single.run_stage("autoencoder", steps=2)
+    single.run_stage("base", steps=4)
+    s = single.model.base.state_dict()
+    assert any(not torch.equal(s[k], r0[k]) for k in r0)

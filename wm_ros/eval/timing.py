@@ -1,0 +1,73 @@
+"""What benchmarks share: the machine they ran on and a latency timer with percentiles."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def machine_info() -> dict:
+    """The machine a figure was measured on: CPU, cores usable, OS, Python, torch, GPU."""
+    import torch
+
+    info = {
+        "host": platform.node(),
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "load_average": [round(v, 2) for v in os.getloadavg()],
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile of already sorted values, q in [0, 1]."""
+    return sorted_values[min(len(sorted_values) - 1, round(q * (len(sorted_values) - 1)))]
+
+
+def timeit(
+    fn: Callable[[], object],
+    repeats: int,
+    warmup: int,
+    sync: Callable[[], None] = lambda: None,
+) -> dict:
+    """Milliseconds per call of fn() over `repeats` calls after `warmup` calls: p50, p95, p99,
+    min, mean. `sync` waits for queued device work (torch.cuda.synchronize on a GPU)."""
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append((time.perf_counter() - start) * 1e3)
+    times.sort()
+    return {
+        "p50": statistics.median(times),
+        "p95": percentile(times, 0.95),
+        "p99": percentile(times, 0.99),
+        "min": times[0],
+        "mean": statistics.fmean(times),
+    }

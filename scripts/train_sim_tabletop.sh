@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 WORK=${1:-/tmp/wm_ros_train}
 CONFIG=config/models/sim_tabletop.yaml
 OUT=models/sim_tabletop
-ABLATION_STEPS=${ABLATION_STEPS:-1000}
+ABLATION_STEPS=${ABLATION_STEPS:-750}
 EVAL_EPISODES=${EVAL_EPISODES:-40}
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST MUJOCO_GL=${MUJOCO_GL:-egl}
 WM=.venv/bin/wm-ros

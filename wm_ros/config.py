@@ -538,6 +538,47 @@ class CostConfig(ConfigBase):
 
 
 @dataclass(frozen=True)
+class PlannerConfig(ConfigBase):
+    """One replan of the planning core (wm_ros.planning.planner): CEM over joint-delta knots
+    scored through a rollout model.
+
+    Attributes:
+        horizon: H control steps planned (the world model's chunk length).
+        dt: seconds per control step (the simulator's control_dt; the plan's point spacing).
+        knots: P knots the H steps interpolate through (0 = one per step).
+        joints: joints the planner moves, by name (empty = all actuated joints).
+        sampler_steps: flow sampler steps per world-model rollout (1, 2, 4 or 8 trained).
+        use_prior: seed a fresh search from the learned action prior when the model has one.
+        prior_std_scale: factor on the prior's spread before CEM uses it.
+        seed: seeds the candidate sampling and the model noise.
+        cem: the CEM settings (CEMConfig).
+        cost: the cost weights (CostConfig).
+    """
+
+    horizon: int = 8
+    dt: float = 0.1
+    knots: int = 0
+    joints: tuple[str, ...] = ()
+    sampler_steps: int = 2
+    use_prior: bool = True
+    prior_std_scale: float = 1.0
+    seed: int = 0
+    cem: CEMConfig = field(default_factory=CEMConfig)
+    cost: CostConfig = field(default_factory=CostConfig)
+
+    def __post_init__(self) -> None:
+        for name, kind in (("cem", CEMConfig), ("cost", CostConfig)):
+            if isinstance(getattr(self, name), dict):
+                object.__setattr__(self, name, kind.from_dict(getattr(self, name)))
+        if self.horizon <= 0 or self.dt <= 0 or self.sampler_steps <= 0:
+            raise ValueError("horizon, dt (s) and sampler_steps must be positive")
+        if not 0 <= self.knots <= self.horizon:
+            raise ValueError(f"knots must be within 0..horizon ({self.horizon}), got {self.knots}")
+        if self.prior_std_scale <= 0:
+            raise ValueError("prior_std_scale must be positive")
+
+
+@dataclass(frozen=True)
 class TrainConfig(ConfigBase):
     """Training of the world model (`wm-ros train`). Steps are optimiser steps per stage.
 

@@ -546,12 +546,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     init_distributed(train_cfg.device)
     episodes = load_episodes(args.data)
     stages = STAGES if args.stage == "all" else (args.stage,)
+    rank = dist.get_rank() if dist.is_initialized() else 0
     try:
         train(episodes, args.out, model_cfg, train_cfg, stages=stages, init_from=args.init_from)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
-    log.info("trained %s on %d episodes -> %s", ", ".join(stages), len(episodes), args.out)
+    if rank == 0:
+        log.info("trained %s on %d episodes -> %s", ", ".join(stages), len(episodes), args.out)
     return 0
 
 

@@ -70,12 +70,19 @@ def sample(
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
+    shared_noise: bool = False,
 ) -> torch.Tensor:
     """Draw noise of `shape` from `generator` and integrate it to t = 1 (same seed, same sample).
 
     The step size is conditioned as `step_size_condition(steps, shortcut_levels)` says.
+    shared_noise: one noise draw for every sample of the batch (common random numbers: a
+    planner comparing candidates then sees differences due to the candidates alone).
     """
-    noise = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+    if shared_noise:
+        one = torch.randn((1, *shape[1:]), generator=generator, device=device, dtype=dtype)
+        noise = one.expand(shape)
+    else:
+        noise = torch.randn(shape, generator=generator, device=device, dtype=dtype)
     return euler_integrate(velocity, noise, steps, step_size_condition(steps, shortcut_levels))
 
 

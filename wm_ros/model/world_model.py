@@ -247,8 +247,10 @@ class WorldModel(nn.Module):
         steps: int = 2,
         generator: torch.Generator | None = None,
         use_adapter: bool = True,
+        shared_noise: bool = False,
     ) -> torch.Tensor:
-        """H future latents (N, H, c, h, w) by `steps` Euler steps from seeded noise."""
+        """H future latents (N, H, c, h, w) by `steps` Euler steps from seeded noise (one draw
+        for all N with shared_noise: see flow.sample)."""
         n = context.shape[0]
         shape = (n, self.cfg.horizon, *self.latent_shape())
         inj = None
@@ -270,6 +272,7 @@ class WorldModel(nn.Module):
             generator=generator,
             device=context.device,
             dtype=context.dtype,
+            shared_noise=shared_noise,
         )
 
     def rollout(
@@ -282,6 +285,7 @@ class WorldModel(nn.Module):
         steps: int = 2,
         generator: torch.Generator | None = None,
         use_adapter: bool = True,
+        shared_noise: bool = False,
     ) -> torch.Tensor:
         """Chunked autoregression: `length` future latents (N, L, c, h, w), H at a time, each
         chunk conditioned on the model's own latest K predictions; frames leaving the context
@@ -303,7 +307,13 @@ class WorldModel(nn.Module):
                     pad = c[:, -1:].expand(-1, h_len - c.shape[1], *c.shape[2:])
                     c = torch.cat([c, pad], dim=1)
             z = self.sample(
-                context, memory, c, steps=steps, generator=generator, use_adapter=use_adapter
+                context,
+                memory,
+                c,
+                steps=steps,
+                generator=generator,
+                use_adapter=use_adapter,
+                shared_noise=shared_noise,
             )  # (N, H, c, h, w)
             chunks.append(z)
             history = torch.cat([memory, context, z], dim=1)

@@ -1,0 +1,230 @@
+"""One replan: CEM over joint-delta knots, every candidate imagined by a rollout model at once.
+
+    rollout = WorldModelRollout(model, renderer, joint_names, sampler_steps=2)
+    rollout.set_context(frames)                      # (M + K, S, S, 3) uint8, once per replan
+    planner = Planner(PlannerConfig(), actions, prior=prior)
+    result = planner.plan(q0, rollout, rollout.encode_goal(goal_image))
+    result.targets                                   # (H, J) joint targets, limits verified
+
+The rollout is any callable (N, H, J) targets -> (N, H, c, h, w) latents: the learned world
+model here, the simulator itself for the oracle planner (wm_ros.sim.oracle); the rest of the
+planning code is shared. Consecutive calls warm-start from the previous plan, one control step
+later; a fresh search (or use_prior) starts from the learned action prior when there is one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from wm_ros.config import PlannerConfig
+from wm_ros.planning.actions import JointDeltaActions
+from wm_ros.planning.cem import cem
+from wm_ros.planning.costs import plan_cost
+from wm_ros.planning.prior import ActionPrior
+
+Rollout = Callable[[torch.Tensor], torch.Tensor]
+
+
+class PlanError(RuntimeError):
+    """A plan that must not be published (it violates a limit); the message says which."""
+
+
+@dataclass
+class PlanResult:
+    """targets (H, J) joint targets of steps 1..H (rad), times (H,) s after the observation;
+    cost of the best candidate; latents (H, c, h, w) it imagined (None when the rollout gives
+    none); history: best cost per CEM iteration; timing_ms per phase."""
+
+    targets: np.ndarray
+    times: np.ndarray
+    cost: float
+    latents: torch.Tensor | None
+    history: list[float]
+    timing_ms: dict[str, float] = field(default_factory=dict)
+
+
+class WorldModelRollout:
+    """Candidate targets -> imagined latents through the world model, from one encoded context.
+
+    Args:
+        model: a wm_ros.model.WorldModel (eval mode, on its device).
+        renderer: PromptRenderer for prompt conditioning (None for "joints" conditioning).
+        joint_names: the column order of the targets the planner passes.
+        sampler_steps: flow steps per rollout.
+        seed: seeds the sampling noise (the same noise for every candidate: a fair comparison).
+    """
+
+    def __init__(
+        self,
+        model,
+        renderer,
+        joint_names: Sequence[str],
+        *,
+        sampler_steps: int = 2,
+        seed: int = 0,
+    ) -> None:
+        self.model, self.renderer = model, renderer
+        self.device = next(model.parameters()).device
+        self.sampler_steps = sampler_steps
+        self.seed = seed
+        self._order = None
+        if renderer is not None:
+            self._order = torch.as_tensor(renderer.joint_order(joint_names), device=self.device)
+        self._ctx: torch.Tensor | None = None
+        self._mem: torch.Tensor | None = None
+
+    def _encode(self, frames: np.ndarray) -> torch.Tensor:
+        x = torch.as_tensor(np.asarray(frames), device=self.device).movedim(-1, -3).float() / 255
+        return self.model.encode(x)
+
+    @torch.no_grad()
+    def set_context(self, frames: np.ndarray) -> None:
+        """The latest M + K camera frames (oldest first), (M + K, S, S, 3) uint8."""
+        cfg = self.model.cfg
+        need = cfg.memory + cfg.context
+        if len(frames) != need:
+            raise ValueError(f"the model needs {need} frames (memory + context), got {len(frames)}")
+        z = self._encode(frames)  # (M + K, c, h, w)
+        self._mem, self._ctx = z[: cfg.memory], z[cfg.memory :]
+
+    @torch.no_grad()
+    def encode_goal(self, image: np.ndarray) -> torch.Tensor:
+        """(S, S, 3) uint8 goal image -> (c, h, w) latent."""
+        return self._encode(np.asarray(image)[None])[0]
+
+    @torch.no_grad()
+    def __call__(self, targets: torch.Tensor) -> torch.Tensor:
+        if self._ctx is None or self._mem is None:
+            raise RuntimeError("set_context first")
+        n, cfg = targets.shape[0], self.model.cfg
+        if cfg.conditioning == "prompt":
+            cond = self.renderer.render(targets[..., self._order])
+        else:
+            cond = targets
+        gen = torch.Generator(self.device).manual_seed(self.seed)
+        ctx = self._ctx[None].expand(n, *self._ctx.shape)
+        mem = self._mem[None].expand(n, *self._mem.shape)
+        return self.model.rollout(
+            ctx,
+            mem,
+            cond,
+            length=targets.shape[1],
+            steps=self.sampler_steps,
+            generator=gen,
+            shared_noise=True,
+        )
+
+
+class Planner:
+    """CEM replanning with warm starts (module doc).
+
+    Args:
+        cfg: the planner settings.
+        actions: the action parameterisation and limits (its horizon and dt must match cfg).
+        prior: the learned action prior, or None.
+        prior_latents: callable giving the prior's context latents (K, c, h, w) for a replan;
+            default: the rollout's (WorldModelRollout._ctx).
+    """
+
+    def __init__(
+        self,
+        cfg: PlannerConfig,
+        actions: JointDeltaActions,
+        prior: ActionPrior | None = None,
+    ) -> None:
+        if actions.horizon != cfg.horizon or abs(actions.dt - cfg.dt) > 1e-9:
+            raise ValueError("the action parameterisation's horizon and dt must match the config")
+        self.cfg, self.actions, self.prior = cfg, actions, prior
+        self.device = actions.lower.device
+        self._generator = torch.Generator(self.device).manual_seed(cfg.seed)
+        self._previous: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    def reset(self) -> None:
+        """Forget the previous plan (a new episode or goal)."""
+        self._previous = None
+
+    def initial_distribution(
+        self, q0: torch.Tensor, context: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(P, D) mean and std: warm start, else the prior, else zero offsets at init_std."""
+        cfg, a = self.cfg, self.actions
+        if self._previous is not None and cfg.cem.warm_start:
+            mean, std, q_then = self._previous
+            return a.warm_start(mean, std, q_then, q0, cfg.cem.init_std)
+        if cfg.use_prior and self.prior is not None and context is not None:
+            pm, ps = self.prior(context[None], q0[None])  # (1, H, J) each
+            at = a.knot_steps - 1
+            mean = (pm[0, at] - q0)[:, a.selected]
+            std = ps[0, at][:, a.selected] * cfg.prior_std_scale
+            return a.project(mean[None], q0)[0], std
+        shape = a.shape
+        return (
+            torch.zeros(shape, device=self.device),
+            torch.full(shape, cfg.cem.init_std, device=self.device),
+        )
+
+    @torch.no_grad()
+    def plan(
+        self,
+        q0: np.ndarray | torch.Tensor,
+        rollout: Rollout,
+        goal_latent: torch.Tensor | None,
+        *,
+        context: torch.Tensor | None = None,
+        goal_joints: torch.Tensor | None = None,
+    ) -> PlanResult:
+        """One replan from the current joints q0 (J,) toward the goal.
+
+        Raises:
+            PlanError: the best plan violates a limit (never expected: the sampler projects
+                every candidate; checked again before anything is published).
+        """
+        t0 = time.perf_counter()
+        a, cfg = self.actions, self.cfg
+        q = torch.as_tensor(q0, dtype=torch.float32, device=self.device)
+        mean, std = self.initial_distribution(q, context)
+        timing = {"init": (time.perf_counter() - t0) * 1e3, "rollout": 0.0}
+
+        def cost(params: torch.Tensor, clipped_by: torch.Tensor) -> torch.Tensor:
+            t = time.perf_counter()
+            targets = a.to_targets(params, q)  # (N, H, J)
+            latents = rollout(targets)
+            timing["rollout"] += (time.perf_counter() - t) * 1e3
+            return plan_cost(
+                cfg.cost,
+                latents=latents,
+                goal_latent=goal_latent,
+                targets=targets,
+                q0=q,
+                clipped_by=clipped_by,
+                goal_joints=goal_joints,
+            )
+
+        result = cem(
+            cost,
+            mean,
+            std,
+            cfg.cem,
+            project=lambda p: a.project(p, q),
+            generator=self._generator,
+        )
+        targets = a.to_targets(result.best[None], q)
+        problems = a.check(targets[0], q)
+        if problems:
+            raise PlanError(f"best plan violates: {', '.join(problems)}")
+        latents = rollout(targets)[0]  # the best candidate's imagined future, for display
+        self._previous = (result.mean, result.std, q)
+        timing["total"] = (time.perf_counter() - t0) * 1e3
+        return PlanResult(
+            targets=targets[0].cpu().numpy().astype(np.float64),
+            times=cfg.dt * np.arange(1, cfg.horizon + 1),
+            cost=result.best_cost,
+            latents=latents,
+            history=result.history,
+            timing_ms=timing,
+        )

@@ -579,6 +579,48 @@ class PlannerConfig(ConfigBase):
 
 
 @dataclass(frozen=True)
+class PlanningSessionConfig(ConfigBase):
+    """What the planner needs besides the search itself (wm_ros.planning.session), and what
+    planner_node reads from its parameters.
+
+    Attributes:
+        model: model directory (config.json + safetensors); relative paths are looked up in
+            the working directory, then in the package's share directory.
+        device: "auto" (cuda when available), "cpu", "cuda" or "cuda:i".
+        urdf: the robot's URDF path; empty means the packaged simulator arm.
+        robot_description: URDF XML text; wins over `urdf` when set (the ROS convention).
+        camera_translation: (3,) camera optical-frame origin in the robot base frame, metres.
+        camera_quat_xyzw: (4,) rotation of the optical frame in the base frame (x, y, z, w).
+        replan_rate_hz: replans per second (a replan still running when the next is due makes
+            that one skipped and counted).
+        max_observation_age_s: the latest image may be at most this old when a replan starts.
+        max_image_joint_gap_s: the joint state used must be at most this far from the image.
+        planner: the search (PlannerConfig); its horizon must equal the model's.
+    """
+
+    model: str = "models/sim_tabletop"
+    device: str = "auto"
+    urdf: str = ""
+    robot_description: str = ""
+    camera_translation: tuple[float, ...] = (0.32, -0.7, 0.9)
+    camera_quat_xyzw: tuple[float, ...] = (-0.9458731991, 0.0, 0.0, 0.3245364252)
+    replan_rate_hz: float = 2.0
+    max_observation_age_s: float = 0.5
+    max_image_joint_gap_s: float = 0.1
+    planner: PlannerConfig = field(default_factory=PlannerConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.planner, dict):
+            object.__setattr__(self, "planner", PlannerConfig.from_dict(self.planner))
+        if len(self.camera_translation) != 3 or len(self.camera_quat_xyzw) != 4:
+            raise ValueError("camera_translation needs 3 values (m), camera_quat_xyzw 4")
+        if self.replan_rate_hz <= 0 or self.max_observation_age_s <= 0:
+            raise ValueError("replan_rate_hz and max_observation_age_s must be positive")
+        if self.max_image_joint_gap_s <= 0:
+            raise ValueError("max_image_joint_gap_s must be positive (s)")
+
+
+@dataclass(frozen=True)
 class TrainConfig(ConfigBase):
     """Training of the world model (`wm-ros train`). Steps are optimiser steps per stage.
 

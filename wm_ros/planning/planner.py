@@ -79,7 +79,7 @@ class WorldModelRollout:
         self._mem: torch.Tensor | None = None
 
     def _encode(self, frames: np.ndarray) -> torch.Tensor:
-        x = torch.as_tensor(np.asarray(frames), device=self.device).movedim(-1, -3).float() / 255
+        x = torch.tensor(np.asarray(frames), device=self.device).movedim(-1, -3).float() / 255
         return self.model.encode(x)
 
     @torch.no_grad()
@@ -91,6 +91,11 @@ class WorldModelRollout:
             raise ValueError(f"the model needs {need} frames (memory + context), got {len(frames)}")
         z = self._encode(frames)  # (M + K, c, h, w)
         self._mem, self._ctx = z[: cfg.memory], z[cfg.memory :]
+
+    @property
+    def context(self) -> torch.Tensor | None:
+        """(K, c, h, w) latents of the context frames set last (what the prior reads)."""
+        return self._ctx
 
     @torch.no_grad()
     def encode_goal(self, image: np.ndarray) -> torch.Tensor:
@@ -126,9 +131,7 @@ class Planner:
     Args:
         cfg: the planner settings.
         actions: the action parameterisation and limits (its horizon and dt must match cfg).
-        prior: the learned action prior, or None.
-        prior_latents: callable giving the prior's context latents (K, c, h, w) for a replan;
-            default: the rollout's (WorldModelRollout._ctx).
+        prior: the learned action prior, or None (plan() takes its context latents).
     """
 
     def __init__(

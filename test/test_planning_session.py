@@ -1,0 +1,88 @@
+"""The planner's input checks and one replan from simulator observations, without ROS."""
+
+import numpy as np
+import pytest
+import torch
+
+from wm_ros.config import CEMConfig, ModelConfig, PlannerConfig, PlanningSessionConfig, SimConfig
+from wm_ros.model import WorldModel
+from wm_ros.planning.session import FrameHistory, PlanningSession, PlanSkippedError
+from wm_ros.sim import TabletopSim
+
+TINY = ModelConfig(
+    image_size=16, latent_channels=2, ae_width=8, horizon=4, context=2, memory=1,
+    widths=(8, 16), emb_dim=16, prompt_features=2,
+)  # fmt: skip
+CFG = PlanningSessionConfig(
+    planner=PlannerConfig(horizon=4, cem=CEMConfig(num_samples=16, num_elites=4, iterations=2))
+)
+
+
+@pytest.fixture(scope="module")
+def sim():
+    with TabletopSim(SimConfig(image_width=32, image_height=32)) as s:
+        s.reset(3)
+        yield s
+
+
+@pytest.fixture
+def session():
+    torch.manual_seed(0)
+    return PlanningSession(CFG, WorldModel(TINY).eval())
+
+
+def feed_camera(session, sim):
+    cam = sim.camera_model()
+    session.set_camera(cam.width, cam.height, cam.k.ravel(), cam.d)
+
+
+def test_frame_history_reads_back_at_the_model_period():
+    h = FrameHistory(3, 0.1, 4)
+    for i in range(10):  # a 30 Hz camera, frames tagged by their index
+        h.add(np.full((4, 4, 3), i, np.uint8), 1.0 + i / 30)
+    picked = h.frames()[:, 0, 0, 0]
+    assert list(picked) == [3, 6, 9]  # 0.1 s apart, ending at the latest
+    h.add(np.full((8, 8, 3), 99, np.uint8), 0.5)  # time went backwards: a new episode
+    assert list(h.frames()[:, 0, 0, 0]) == [99, 99, 99]  # padded with the oldest (only) frame
+    assert h.frames().shape == (3, 4, 4, 3)  # resized to the model's size
+
+
+def test_every_missing_or_inconsistent_input_skips_with_its_reason(session, sim):
+    def reason(now=10.0):
+        with pytest.raises(PlanSkippedError) as err:
+            session.replan(now)
+        return err.value.reason
+
+    assert reason() == "no_camera_info"
+    feed_camera(session, sim)
+    assert reason() == "no_image"
+    session.add_image(sim.render(), 10.0)
+    assert reason() == "no_joint_state"
+    with pytest.raises(PlanSkippedError, match="lacks joints"):
+        session.set_joints(["joint1"], [0.0], 10.0)
+    session.set_joints(sim.joint_names, sim.joint_positions(), 10.0)
+    assert reason() == "no_goal"
+    session.set_goal(sim.task.goal_image)
+    assert reason(now=11.0) == "stale_image"
+    session.set_joints(sim.joint_names, sim.joint_positions(), 9.5)
+    assert reason() == "image_joint_gap"
+    with pytest.raises(PlanSkippedError) as err:
+        session.set_camera(32, 32, [0.0] * 9, [0.0] * 5)
+    assert err.value.reason == "bad_camera_info"
+    assert reason() == "no_camera_info"  # never plans with the contradicted camera
+
+
+def test_a_replan_from_simulator_observations_is_within_limits(session, sim):
+    feed_camera(session, sim)
+    for i in range(3):
+        session.add_image(sim.render(), 10.0 + 0.1 * i)
+    q = sim.joint_positions()
+    session.set_joints([*sim.joint_names, "extra_joint"], [*q, 5.0], 10.2)  # extras ignored
+    session.set_goal(sim.render())
+    result, stamp = session.replan(10.25)
+    assert stamp == pytest.approx(10.2)
+    assert result.targets.shape == (4, len(sim.joint_names))
+    assert session.actions.check(torch.as_tensor(result.targets, dtype=torch.float32), q) == []
+    np.testing.assert_allclose(result.times, [0.1, 0.2, 0.3, 0.4])
+    with pytest.raises(ValueError, match="horizon"):
+        PlanningSession(PlanningSessionConfig(), WorldModel(TINY).eval())  # H 8 vs model's 4

@@ -1,0 +1,232 @@
+"""The planner's state between replans, without ROS: recent frames, joints, camera, goal.
+
+planner_node feeds it converted messages and calls `replan(now)`; `wm-ros eval plan` and the demo
+call the same methods in-process. Every replan checks its inputs first and raises PlanSkippedError
+(with a reason that goes on /diagnostics) rather than plan from stale or inconsistent data:
+no camera info / image / joint state / goal yet, an image older than max_observation_age_s, or
+a joint state further than max_image_joint_gap_s from the image.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from wm_ros.camera import CameraModel
+from wm_ros.config import PlanningSessionConfig, PromptConfig
+from wm_ros.kinematics.urdf import RobotModel, load_urdf
+from wm_ros.paths import ARM_URDF, share_dir
+from wm_ros.planning.actions import JointDeltaActions
+from wm_ros.planning.planner import Planner, PlanResult, WorldModelRollout
+
+
+class PlanSkippedError(Exception):
+    """No plan this cycle; `reason` is a short key for diagnostics."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def resolve_model_dir(name: str) -> Path:
+    """A model directory: as given when it exists, else under the package's share directory."""
+    path = Path(name)
+    if path.is_dir() or path.is_absolute():
+        return path
+    return share_dir() / path
+
+
+def to_model_size(image: np.ndarray, size: int) -> np.ndarray:
+    """(H, W, 3) uint8 -> (size, size, 3) uint8 (bilinear; unchanged when already that size)."""
+    if image.shape[:2] == (size, size):
+        return image
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
+
+
+class FrameHistory:
+    """The last frames at the model's size, read back at the model's frame period."""
+
+    def __init__(self, count: int, period_s: float, size: int) -> None:
+        self.count, self.period, self.size = count, period_s, size
+        self._frames: deque[tuple[float, np.ndarray]] = deque(maxlen=8 * count + 8)
+
+    def add(self, image: np.ndarray, stamp: float) -> None:
+        if self._frames and stamp <= self._frames[-1][0]:
+            self._frames.clear()  # time went backwards (a new episode, a replayed bag)
+        self._frames.append((stamp, to_model_size(image, self.size)))
+
+    @property
+    def latest_stamp(self) -> float | None:
+        return self._frames[-1][0] if self._frames else None
+
+    def frames(self) -> np.ndarray:
+        """(count, S, S, 3): the frames nearest to latest - j * period, oldest first; before
+        the history is that long, the oldest frame repeats (as training pads its windows)."""
+        stamps = np.array([s for s, _ in self._frames])
+        wanted = stamps[-1] - self.period * np.arange(self.count)[::-1]
+        idx = np.abs(stamps[None, :] - wanted[:, None]).argmin(axis=1)
+        return np.stack([self._frames[i][1] for i in idx])
+
+    def clear(self) -> None:
+        self._frames.clear()
+
+
+class PlanningSession:
+    """Recent observations + a Planner + a WorldModelRollout (module doc).
+
+    Args:
+        cfg: the session settings.
+        model: the world model (eval mode, on its device); prior: its action prior or None.
+    Raises:
+        ValueError: a URDF that cannot be read, a planner horizon other than the model's, a
+            prior over other joints than the robot's.
+    """
+
+    def __init__(self, cfg: PlanningSessionConfig, model, prior=None) -> None:
+        self.cfg, self.model = cfg, model
+        self.device = next(model.parameters()).device
+        source = cfg.robot_description or cfg.urdf or ARM_URDF
+        self.robot: RobotModel = load_urdf(source)
+        mc, pc = model.cfg, cfg.planner
+        if pc.horizon != mc.horizon:
+            raise ValueError(f"planner horizon {pc.horizon} differs from the model's {mc.horizon}")
+        self.joint_names = self.robot.actuated_joint_names
+        joints = self.robot.actuated_joints
+        self.actions = JointDeltaActions(
+            self.joint_names,
+            np.array([j.lower for j in joints]),
+            np.array([j.upper for j in joints]),
+            np.array([j.velocity for j in joints]),
+            horizon=pc.horizon,
+            dt=pc.dt,
+            knots=pc.knots,
+            joints=pc.joints,
+            device=self.device,
+        )
+        if prior is not None and tuple(prior.cfg.joint_names) not in ((), self.joint_names):
+            raise ValueError(
+                f"the action prior covers joints {prior.cfg.joint_names}, the robot "
+                f"{self.joint_names}"
+            )
+        self.planner = Planner(pc, self.actions, prior=prior)
+        self.history = FrameHistory(mc.memory + mc.context, pc.dt, mc.image_size)
+        self.rollout: WorldModelRollout | None = None
+        self.camera: CameraModel | None = None
+        self._joints: tuple[np.ndarray, float] | None = None
+        self._goal: torch.Tensor | None = None
+
+    # ------------------------------------------------------------------ inputs
+
+    def set_camera(self, width: int, height: int, k: Sequence[float], d: Sequence[float]) -> None:
+        """CameraInfo values; the prompts are drawn at the model's size from them.
+
+        Raises:
+            PlanSkippedError("bad_camera_info"): an unusable K (the previous camera is dropped).
+        """
+        try:
+            cam = CameraModel.from_pose(
+                width,
+                height,
+                np.asarray(k, dtype=np.float64),
+                translation=self.cfg.camera_translation,
+                quat_xyzw=self.cfg.camera_quat_xyzw,
+                d=np.asarray(d, dtype=np.float64),
+            )
+        except ValueError as err:
+            self.camera, self.rollout = None, None
+            raise PlanSkippedError("bad_camera_info", f"camera info unusable: {err}") from None
+        s = self.model.cfg.image_size
+        cam = cam.with_size(s, s)
+        if self.camera is not None and np.array_equal(cam.k, self.camera.k):
+            return
+        from wm_ros.prompts import PromptRenderer
+
+        pcfg = PromptConfig(image_width=s, image_height=s, channels=self.model.cfg.prompt_channels)
+        renderer = (
+            PromptRenderer(self.robot, cam, pcfg, device=str(self.device))
+            if self.model.cfg.conditioning == "prompt"
+            else None
+        )
+        self.camera = cam
+        self.rollout = WorldModelRollout(
+            self.model,
+            renderer,
+            self.joint_names,
+            sampler_steps=self.cfg.planner.sampler_steps,
+            seed=self.cfg.planner.seed,
+        )
+
+    def add_image(self, image: np.ndarray, stamp: float) -> None:
+        """(H, W, 3) uint8 RGB camera frame with its stamp, s."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise PlanSkippedError("bad_image", f"expected (H, W, 3) uint8 RGB, got {image.shape}")
+        self.history.add(image, stamp)
+
+    def set_joints(self, names: Sequence[str], positions: Sequence[float], stamp: float) -> None:
+        """A joint state, matched by name (extra joints ignored).
+
+        Raises:
+            PlanSkippedError("joint_state_mismatch"): a robot joint missing from the message.
+        """
+        lookup = dict(zip(names, positions, strict=False))
+        missing = [n for n in self.joint_names if n not in lookup]
+        if missing:
+            raise PlanSkippedError("joint_state_mismatch", f"joint state lacks joints {missing}")
+        self._joints = (np.array([lookup[n] for n in self.joint_names], dtype=np.float64), stamp)
+
+    def set_goal(self, image: np.ndarray) -> None:
+        """The goal image (any size, RGB uint8); a new goal forgets the previous plan."""
+        if self.rollout is None:
+            raise PlanSkippedError(
+                "no_camera_info", "goal received before camera info; kept waiting"
+            )
+        s = self.model.cfg.image_size
+        self._goal = self.rollout.encode_goal(to_model_size(image, s))
+        self.planner.reset()
+
+    def reset(self) -> None:
+        """A new episode: no frames, no previous plan (the goal is kept until replaced)."""
+        self.history.clear()
+        self.planner.reset()
+
+    # ------------------------------------------------------------------ planning
+
+    def check(self, now: float) -> tuple[np.ndarray, float]:
+        """The joints and image stamp to plan from, or PlanSkippedError saying what is wrong."""
+        if self.rollout is None:
+            raise PlanSkippedError("no_camera_info", "no usable camera info yet")
+        stamp = self.history.latest_stamp
+        if stamp is None:
+            raise PlanSkippedError("no_image", "no camera image yet")
+        if self._joints is None:
+            raise PlanSkippedError("no_joint_state", "no joint state yet")
+        if self._goal is None:
+            raise PlanSkippedError("no_goal", "no goal image yet")
+        age = now - stamp
+        if age > self.cfg.max_observation_age_s:
+            raise PlanSkippedError(
+                "stale_image",
+                f"latest image is {age:.3f} s old (> {self.cfg.max_observation_age_s})",
+            )
+        q, joint_stamp = self._joints
+        gap = abs(joint_stamp - stamp)
+        if gap > self.cfg.max_image_joint_gap_s:
+            raise PlanSkippedError(
+                "image_joint_gap",
+                f"joint state {gap:.3f} s from the image (> {self.cfg.max_image_joint_gap_s})",
+            )
+        return q, stamp
+
+    def replan(self, now: float) -> tuple[PlanResult, float]:
+        """One replan; returns the plan and the stamp of the image it was made from (the
+        plan's times count from there)."""
+        q, stamp = self.check(now)
+        assert self.rollout is not None and self._goal is not None  # check() made sure
+        self.rollout.set_context(self.history.frames())
+        result = self.planner.plan(q, self.rollout, self._goal, context=self.rollout.context)
+        return result, stamp

@@ -18,7 +18,7 @@ def tree(folder: str) -> list[tuple[str, list[str]]]:
     return sorted(entries.items())
 
 
-NODES = ["sim_node", "prompt_node"]
+NODES = ["sim_node", "prompt_node", "planner_node"]
 
 setup(
     name=PACKAGE,

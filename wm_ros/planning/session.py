@@ -181,12 +181,12 @@ class PlanningSession:
 
     def set_goal(self, image: np.ndarray) -> None:
         """The goal image (any size, RGB uint8); a new goal forgets the previous plan."""
-        if self.rollout is None:
-            raise PlanSkippedError(
-                "no_camera_info", "goal received before camera info; kept waiting"
-            )
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise PlanSkippedError("bad_goal", f"expected (H, W, 3) uint8 RGB, got {image.shape}")
         s = self.model.cfg.image_size
-        self._goal = self.rollout.encode_goal(to_model_size(image, s))
+        x = torch.tensor(to_model_size(image, s), device=self.device)
+        with torch.no_grad():
+            self._goal = self.model.encode(x.movedim(-1, -3).float()[None] / 255.0)[0]
         self.planner.reset()
 
     def reset(self) -> None:

@@ -185,3 +185,10 @@ def test_two_process_gloo_training_keeps_the_replicas_identical(tmp_path, episod
     single.run_stage("base", steps=4)
     s = single.model.base.state_dict()
     assert any(not torch.equal(s[k], r0[k]) for k in r0)
+
+
+def test_train_cli_names_bad_data_in_one_line(tmp_path, caplog):
+    from wm_ros.cli import main
+
+    assert main(["train", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "m")]) == 2
+    assert "does not exist" in caplog.text

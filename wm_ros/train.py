@@ -525,7 +525,8 @@ def model_config_from_yaml(path: str | Path, ablation: str | None = None) -> Mod
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from wm_ros.ros.episodes import load_episodes
+    from wm_ros.model import CheckpointError
+    from wm_ros.ros.episodes import EpisodeBagError, load_episodes
 
     if args.ablation and not args.config:
         raise SystemExit("--ablation needs --config (the YAML that lists the ablations)")
@@ -544,11 +545,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
         overrides.update({f"{s}_steps": args.steps for s in STAGES})
     train_cfg = train_cfg.replace(**overrides)
     init_distributed(train_cfg.device)
-    episodes = load_episodes(args.data)
     stages = STAGES if args.stage == "all" else (args.stage,)
     rank = dist.get_rank() if dist.is_initialized() else 0
     try:
-        train(episodes, args.out, model_cfg, train_cfg, stages=stages, init_from=args.init_from)
+        # Data and model-directory problems are the user's to fix: one clear line, exit 2.
+        try:
+            episodes = load_episodes(args.data)
+            trainer = Trainer(episodes, args.out, model_cfg, train_cfg, init_from=args.init_from)
+        except (EpisodeBagError, CheckpointError, ValueError) as err:
+            log.error("wm-ros train: %s", err)
+            return 2
+        for stage in stages:
+            trainer.run_stage(stage)
+        if rank == 0 and (trainer.out / LOG_FILE).is_file():
+            plot_losses(trainer.out / LOG_FILE, trainer.out / "losses.png")
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

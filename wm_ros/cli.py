@@ -105,10 +105,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     from wm_ros.eval.predict import add_predict_arguments
 
-    evaluate = sub.add_parser("eval", help="evaluate a model (open-loop prediction metrics)")
+    evaluate = sub.add_parser(
+        "eval", help="evaluate a model (prediction) or a planner (closed loop)"
+    )
     evals = evaluate.add_subparsers(dest="eval_command", required=True, metavar="EVALUATION")
     add_predict_arguments(
         evals.add_parser("predict", help="open-loop prediction metrics on held-out episodes")
+    )
+    from wm_ros.eval.plan import add_plan_arguments
+
+    add_plan_arguments(
+        evals.add_parser("plan", help="closed-loop success of a planner in the simulator")
     )
 
     demo = sub.add_parser("demo", help="closed-loop demo in the simulator, with a report")

@@ -222,11 +222,14 @@ class PlanningSession:
             )
         return q, stamp
 
-    def replan(self, now: float) -> tuple[PlanResult, float]:
+    def replan(self, now: float, rollout=None) -> tuple[PlanResult, float]:
         """One replan; returns the plan and the stamp of the image it was made from (the
-        plan's times count from there)."""
+        plan's times count from there). `rollout` replaces the world model as the scorer of
+        candidates (the oracle planner's simulator); the context still comes from the frames.
+        """
         q, stamp = self.check(now)
         assert self.rollout is not None and self._goal is not None  # check() made sure
         self.rollout.set_context(self.history.frames())
-        result = self.planner.plan(q, self.rollout, self._goal, context=self.rollout.context)
+        scorer = rollout if rollout is not None else self.rollout
+        result = self.planner.plan(q, scorer, self._goal, context=self.rollout.context)
         return result, stamp

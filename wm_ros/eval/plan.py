@@ -1,0 +1,273 @@
+"""`wm-ros eval plan`: closed-loop success of a planner in the simulator, same seeds for all.
+
+Planners:
+- learned: the planning session (CEM + costs + action prior) with the world model imagining
+  every candidate;
+- oracle: the very same session and CEM, but each candidate is executed in a second copy of the
+  simulator from the current state and its frames are rendered and encoded with the model's
+  autoencoder (the cost sees the same latent space): the upper bound of the cost and CEM
+  settings, free of model error;
+- random: the simulator's smooth random policy (the floor).
+
+Each control step the simulator's frame and joint state go into the session exactly as
+planner_node receives them; the session replans every `replan_every` steps and the arm follows
+the plan's targets in between. An episode ends at success (the task's own distance threshold)
+or after the task's episode_steps. Reported per planner: success rate, final distance (mean,
+median), replan latency percentiles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from wm_ros.config import PlanningSessionConfig, SimConfig, TaskConfig
+from wm_ros.eval.timing import machine_info, percentile
+
+log = logging.getLogger(__name__)
+
+PLANNERS = ("learned", "oracle", "random")
+
+
+class SimRollout:
+    """The oracle's model: candidates (N, H, J) executed in a private simulator from a saved
+    state, frames rendered and encoded -> (N, H, c, h, w) latents. A loop over candidates:
+    physics is sequential; this is the yardstick, not the product."""
+
+    def __init__(self, sim_cfg: SimConfig, model) -> None:
+        from wm_ros.sim import TabletopSim
+
+        self.sim = TabletopSim(sim_cfg)
+        self.model = model
+        self.device = next(model.parameters()).device
+        self.state: np.ndarray | None = None
+
+    def set_state(self, state: np.ndarray) -> None:
+        self.state = state
+
+    @torch.no_grad()
+    def __call__(self, targets: torch.Tensor) -> torch.Tensor:
+        n, h = targets.shape[:2]
+        q = targets.cpu().numpy().astype(np.float64)
+        s = self.model.cfg.image_size
+        frames = np.empty((n, h, s, s, 3), dtype=np.uint8)
+        for i in range(n):
+            self.sim.set_state(self.state)
+            for t in range(h):
+                self.sim.step(q[i, t])
+                frames[i, t] = self.sim.render()
+        x = torch.as_tensor(frames, device=self.device).movedim(-1, -3).float() / 255.0
+        return self.model.encode(x)
+
+    def close(self) -> None:
+        self.sim.close()
+
+
+@dataclass
+class EpisodeResult:
+    seed: int
+    success: bool
+    steps: int
+    start_distance: float
+    final_distance: float
+    replan_ms: list[float] = field(default_factory=list)
+
+
+def run_episode(sim, planner: str, seed: int, *, session=None, oracle=None, replan_every=1):
+    """One closed-loop episode from sim.reset(seed); see the module doc."""
+    from wm_ros.sim.scripted import RandomSmoothPolicy
+
+    sim.reset(seed)
+    task = sim.task
+    start = task.distance(sim)
+    result = EpisodeResult(seed, False, 0, start, start)
+    random_policy = None
+    if planner == "random":
+        random_policy = RandomSmoothPolicy(seed)
+        random_policy.reset(sim)
+    else:
+        cam = sim.camera_model()
+        session.reset()
+        session.set_camera(cam.width, cam.height, cam.k.ravel(), cam.d)
+        session.set_goal(task.goal_image)
+    plan, k = None, 0
+    for step in range(sim.cfg.task.episode_steps):
+        if random_policy is not None:
+            target = random_policy(sim)
+        else:
+            now = sim.time
+            session.add_image(sim.render(), now)
+            session.set_joints(sim.joint_names, sim.joint_positions(), now)
+            if plan is None or k >= min(replan_every, len(plan)):
+                t0 = time.perf_counter()
+                if oracle is not None:
+                    oracle.set_state(sim.get_state())
+                out, _ = session.replan(now, rollout=oracle)
+                result.replan_ms.append((time.perf_counter() - t0) * 1e3)
+                plan, k = out.targets, 0
+            target = plan[k]
+            k += 1
+        sim.step(target)
+        result.steps = step + 1
+        if task.success(sim):
+            result.success = True
+            break
+    result.final_distance = task.distance(sim)
+    return result
+
+
+def evaluate_planner(
+    planner: str,
+    task: str,
+    episodes: int,
+    seed: int,
+    *,
+    model_dir: Path | None = None,
+    cfg: PlanningSessionConfig | None = None,
+    device: str = "cpu",
+    replan_every: int = 1,
+    episode_steps: int | None = None,
+    progress: bool = True,
+) -> dict:
+    """Closed-loop figures of one planner on `episodes` seeded episodes (module doc)."""
+    from wm_ros.model import load_model
+    from wm_ros.planning.prior import has_prior, load_prior
+    from wm_ros.planning.session import PlanningSession, resolve_model_dir
+    from wm_ros.sim import TabletopSim
+
+    if planner not in PLANNERS:
+        raise ValueError(f"planner must be one of {PLANNERS}, got {planner!r}")
+    cfg = cfg or PlanningSessionConfig()
+    session = oracle = None
+    size = 64
+    if planner != "random":
+        directory = resolve_model_dir(str(model_dir or cfg.model))
+        model = load_model(directory, device)
+        size = model.cfg.image_size
+        prior = None
+        if cfg.planner.use_prior and has_prior(directory):
+            prior = load_prior(directory, device)
+        session = PlanningSession(cfg, model, prior)
+    task_cfg = TaskConfig(kind=task)
+    if episode_steps is not None:
+        task_cfg = task_cfg.replace(episode_steps=episode_steps)
+    sim_cfg = SimConfig(image_width=size, image_height=size, task=task_cfg, seed=seed)
+    if planner == "oracle":
+        oracle = SimRollout(sim_cfg, session.model)
+    results = []
+    try:
+        with TabletopSim(sim_cfg) as sim:
+            seeds = range(seed, seed + episodes)
+            bar = tqdm(seeds, desc=f"eval plan {planner}", disable=not progress)
+            for s in bar:
+                r = run_episode(
+                    sim, planner, s, session=session, oracle=oracle, replan_every=replan_every
+                )
+                results.append(r)
+                bar.set_postfix(success=f"{np.mean([x.success for x in results]):.2f}")
+    finally:
+        if oracle is not None:
+            oracle.close()
+    latencies = sorted(ms for r in results for ms in r.replan_ms)
+    final = np.array([r.final_distance for r in results])
+    return {
+        "task": task,
+        "planner": planner,
+        "episodes": episodes,
+        "seed": seed,
+        "success_rate": float(np.mean([r.success for r in results])),
+        "final_distance": {"mean": float(final.mean()), "median": float(np.median(final))},
+        "latency_ms": {
+            q: (percentile(latencies, v) if latencies else None)
+            for q, v in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
+        },
+        "replan_every": replan_every,
+        "episode_steps": task_cfg.episode_steps,
+        "model": None if planner == "random" else str(model_dir or cfg.model),
+        "planner_config": cfg.planner.to_dict(),
+        "machine": machine_info(),
+        "device": device,
+        "per_episode": [
+            {
+                "seed": r.seed,
+                "success": r.success,
+                "steps": r.steps,
+                "start_distance": r.start_distance,
+                "final_distance": r.final_distance,
+            }
+            for r in results
+        ],
+    }
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from wm_ros.model import CheckpointError
+    from wm_ros.train import resolve_device
+
+    cfg = (
+        PlanningSessionConfig.from_yaml(args.config, "planner_node")
+        if args.config
+        else PlanningSessionConfig()
+    )
+    cem = {"num_samples": args.samples, "num_elites": args.elites, "iterations": args.iterations}
+    try:
+        cem_cfg = cfg.planner.cem.replace(**{k: v for k, v in cem.items() if v is not None})
+    except ValueError as err:
+        log.error("wm-ros eval plan: %s", err)
+        return 2
+    cfg = cfg.replace(planner=cfg.planner.replace(cem=cem_cfg))
+    try:
+        result = evaluate_planner(
+            args.planner,
+            args.task,
+            args.episodes,
+            args.seed,
+            model_dir=args.model,
+            cfg=cfg,
+            device=str(resolve_device(args.device)),
+            replan_every=args.replan_every,
+            episode_steps=args.steps,
+        )
+    except (CheckpointError, ValueError) as err:
+        log.error("wm-ros eval plan: %s", err)
+        return 2
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    lat = result["latency_ms"]["p50"]
+    log.info(
+        "%s %s: success %.2f over %d episodes, final distance median %.3f m, replan p50 %s -> %s",
+        args.planner,
+        args.task,
+        result["success_rate"],
+        args.episodes,
+        result["final_distance"]["median"],
+        "n/a" if lat is None else f"{lat:.0f} ms",
+        args.json,
+    )
+    return 0
+
+
+def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `wm-ros eval plan` (the handler is set as `func`)."""
+    parser.add_argument("--task", choices=("reach", "push"), default="push")
+    parser.add_argument("--planner", choices=PLANNERS, default="learned")
+    parser.add_argument("--episodes", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0, help="first episode seed (S, S+1, ...)")
+    parser.add_argument("--json", type=Path, required=True, help="write the figures here")
+    parser.add_argument("--model", type=Path, help="model directory (default: the config's)")
+    parser.add_argument("--config", type=Path, help="planner params YAML (config/planner.yaml)")
+    parser.add_argument("--steps", type=int, help="override the task's episode_steps")
+    parser.add_argument("--replan-every", type=int, default=1, help="control steps per replan")
+    parser.add_argument("--samples", type=int, help="override planner.cem.num_samples")
+    parser.add_argument("--elites", type=int, help="override planner.cem.num_elites")
+    parser.add_argument("--iterations", type=int, help="override planner.cem.iterations")
+    parser.add_argument("--device", default="auto")
+    parser.set_defaults(func=_cmd_plan)

@@ -189,7 +189,10 @@ class Trainer:
         )
 
     def _init_from(self, source: Path) -> None:
+        from wm_ros.model.checkpoint import read_config
+
         src = load_model(source, self.device)
+        src_done = (read_config(source)[1].get("training") or {}).get("done", {})
         parts = [("autoencoder", src.autoencoder, self.model.autoencoder)]
         if src.base is not None and self.model.base is not None:
             parts.append(("base", src.base, self.model.base))
@@ -201,7 +204,10 @@ class Trainer:
                     f"--init-from {source}: its {stage} does not fit this model config: "
                     f"{str(err).splitlines()[0]}"
                 ) from None
-            self.state["done"][stage] = getattr(self.cfg, f"{stage}_steps")
+            # Done as far as this run is concerned; the record keeps the source's count.
+            self.state["done"][stage] = max(
+                getattr(self.cfg, f"{stage}_steps"), int(src_done.get(stage, 0))
+            )
             log.info("%s taken from %s", stage, source)
         self.state["init_from"] = str(source)
 

@@ -32,19 +32,30 @@ def _f(v: float | None, fmt: str = ".2f") -> str:
 
 
 def _stage_times(log_path: Path) -> dict[str, dict]:
-    """Per stage: steps logged, wall seconds (longest elapsed of a run), last loss and val."""
+    """Per stage: steps logged, wall seconds, last loss and validation loss. Each run logs
+    seconds since it started the stage, so a resumed stage (elapsed falls back) adds up the
+    runs."""
     out: dict[str, dict] = {}
     for line in log_path.read_text().splitlines():
         if not line.strip():
             continue
         r = json.loads(line)
-        s = out.setdefault(r["stage"], {"steps": 0, "wall_s": 0.0, "loss": None, "val": None})
+        s = out.setdefault(
+            r["stage"],
+            {"steps": 0, "wall_s": 0.0, "run_s": 0.0, "runs": 1, "loss": None, "val": None},
+        )
         if "loss" in r:
+            elapsed = r.get("elapsed_s", 0.0)
+            if elapsed < s["run_s"]:  # a new run resumed the stage
+                s["wall_s"] += s["run_s"]
+                s["runs"] += 1
+            s["run_s"] = elapsed
             s["steps"] = max(s["steps"], r["step"])
-            s["wall_s"] = max(s["wall_s"], r.get("elapsed_s", 0.0))
             s["loss"] = r["loss"]
         if "val_loss" in r:
             s["val"] = r["val_loss"]
+    for s in out.values():
+        s["wall_s"] += s.pop("run_s")
     return out
 
 
@@ -92,24 +103,25 @@ def render_card(model_dir: Path, train_dir: Path, eval_dir: Path, config: Path |
         "",
         f"- Command: `scripts/train_sim_tabletop.sh` (config `{config}`); "
         "every stage resumable, seeded.",
-        f"- Data: `wm-ros collect` exploration episodes, 61 frames each: "
+        f"- Data: `wm-ros collect` exploration episodes at 10 Hz: "
         f"{data.get('train_episodes', '?')} training episodes (seeds {data.get('train_seeds', '?')}"
-        f", {data.get('train_frames', '?')} frames), {data.get('val_episodes', '?')} validation "
-        f"(seeds {data.get('val_seeds', '?')}).",
+        f", {data.get('train_frames', '?')} frames), {data.get('val_episodes', '?')} for the "
+        f"validation loss (seeds {data.get('val_seeds', '?')}); held-out evaluation episodes "
+        "come from other seeds (below).",
         f"- Device: {training.get('device', '?')}, {training.get('processes', 1)} process(es), "
         f"batch {training.get('batch_size_per_process', '?')}.",
         "",
-        "| stage | steps | wall time | last training loss | last validation loss |",
-        "|---|---|---|---|---|",
+        "| stage | steps | wall time | runs | last training loss | last validation loss |",
+        "|---|---|---|---|---|---|",
     ]
     for name, s in stages.items():
         lines.append(
-            f"| {name} | {s['steps']} | {s['wall_s'] / 60:.1f} min | {_f(s['loss'], '.4f')} | "
-            f"{_f(s['val'], '.4f')} |"
+            f"| {name} | {s['steps']} | {s['wall_s'] / 60:.1f} min | {s['runs']} | "
+            f"{_f(s['loss'], '.4f')} | {_f(s['val'], '.4f')} |"
         )
     total = sum(s["wall_s"] for s in stages.values()) / 60
     lines += [
-        f"| total | | {total:.1f} min | | |",
+        f"| total | | {total:.1f} min | | | |",
         "",
         f"## Held-out prediction ({full['episodes']} episodes, seeds from {full['seed']}, "
         f"{full['windows']} windows, {full['steps']} sampler steps, `wm-ros eval predict`)",
@@ -165,21 +177,23 @@ def _ablation_lines(eval_dir: Path, h: int) -> list[str]:
         path = eval_dir / f"ablation_{name}.json"
         if not path.is_file():
             continue
-        s = json.loads(path.read_text())["metrics"]["summary"]
+        data = json.loads(path.read_text())
+        s = data["metrics"]["summary"]
+        steps = ((data.get("training") or {}).get("done") or {}).get("adapter", "?")
         rows.append(
-            f"| {label} | {_f(s['psnr_at_H'])} | {_f(s['arm_iou_mean_1_to_H'], '.3f')} | "
+            f"| {label} | {steps} | {_f(s['psnr_at_H'])} | {_f(s['arm_iou_mean_1_to_H'], '.3f')} | "
             f"{_f(s['puck_err_px_at_H'])} | {_f(s['puck_missing_1_to_H'], '.2f')} |"
         )
     if not rows:
         return []
     return [
         "",
-        "## Ablations (same autoencoder and base; each adapter trained the same number of "
-        "steps; same held-out windows)",
+        "## Ablations (the shipped model's autoencoder and base; each adapter trained the same "
+        "number of steps from scratch; same held-out windows)",
         "",
-        f"| variant | PSNR at step {h}, dB | arm IoU 1..{h} | puck err at step {h}, px | "
-        "puck not found |",
-        "|---|---|---|---|---|",
+        f"| variant | adapter steps | PSNR at step {h}, dB | arm IoU 1..{h} | "
+        f"puck err at step {h}, px | puck not found |",
+        "|---|---|---|---|---|---|",
         *rows,
     ]
 

@@ -488,6 +488,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         log.error("wm-ros eval predict: %s", err)
         return 2
     result["data"] = str(args.data) if args.data is not None else "sim"
+    from wm_ros.model.checkpoint import read_config
+
+    result["training"] = read_config(args.model)[1].get("training")  # what was evaluated
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
     if args.png:

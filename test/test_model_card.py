@@ -1,0 +1,44 @@
+"""The model card is written from recorded files only: training log, config, eval JSON."""
+
+import json
+
+from wm_ros.config import ModelConfig, TrainConfig
+from wm_ros.data import sim_episodes
+from wm_ros.eval.model_card import _stage_times, render_card
+from wm_ros.eval.predict import evaluate_prediction
+from wm_ros.train import Trainer
+
+TINY = ModelConfig(
+    image_size=16, latent_channels=2, ae_width=8, horizon=3, context=2, memory=1,
+    widths=(8, 16), emb_dim=16, prompt_features=2,
+)  # fmt: skip
+
+
+def test_card_reports_the_recorded_figures_and_the_targets(tmp_path):
+    episodes = sim_episodes([0, 1], steps=12, image_size=16)
+    cfg = TrainConfig(batch_size=4, log_every=1, checkpoint_every=2, val_fraction=0.5)
+    trainer = Trainer(episodes, tmp_path / "m", TINY, cfg)
+    for stage in ("autoencoder", "base", "adapter"):
+        trainer.run_stage(stage, steps=2)
+    evals = tmp_path / "eval"
+    evals.mkdir()
+    result = evaluate_prediction(trainer.model.eval(), episodes, progress=False)
+    (evals / "full.json").write_text(json.dumps(result))
+    card = render_card(tmp_path / "m", tmp_path / "m", evals, None)
+    psnr = result["metrics"]["summary"]["psnr_at_H"]
+    assert f"{psnr:.2f}" in card
+    assert "| autoencoder | 2 |" in card and "1 training episodes" in card
+    assert card.count("met") >= 3  # each target judged, met or not
+    assert "## Ablations" not in card  # none recorded, none claimed
+
+
+def test_stage_times_add_up_resumed_runs(tmp_path):
+    log = tmp_path / "train_log.jsonl"
+    rows = [(1, 10.0), (2, 20.0), (3, 5.0), (4, 15.0)]  # a resume after step 2
+    log.write_text(
+        "\n".join(
+            json.dumps({"stage": "base", "step": s, "loss": 1.0, "elapsed_s": e}) for s, e in rows
+        )
+    )
+    t = _stage_times(log)["base"]
+    assert t["wall_s"] == 35.0 and t["runs"] == 2 and t["steps"] == 4

@@ -172,17 +172,23 @@ def render_card(model_dir: Path, train_dir: Path, eval_dir: Path, config: Path |
 
 
 def _ablation_lines(eval_dir: Path, h: int) -> list[str]:
-    rows = []
+    rows, ref = [], None
     for name, label in ABLATIONS.items():
         path = eval_dir / f"ablation_{name}.json"
         if not path.is_file():
             continue
         data = json.loads(path.read_text())
         s = data["metrics"]["summary"]
+        ref = s if name == "full_short" else ref
+        verdict = ""
+        if ref is not None and name != "full_short":
+            iou = ref["arm_iou_mean_1_to_H"] > s["arm_iou_mean_1_to_H"]
+            puck = ref["puck_err_px_at_H"] < s["puck_err_px_at_H"]
+            verdict = f"{'yes' if iou else '**no**'} / {'yes' if puck else '**no**'}"
         steps = ((data.get("training") or {}).get("done") or {}).get("adapter", "?")
         rows.append(
             f"| {label} | {steps} | {_f(s['psnr_at_H'])} | {_f(s['arm_iou_mean_1_to_H'], '.3f')} | "
-            f"{_f(s['puck_err_px_at_H'])} | {_f(s['puck_missing_1_to_H'], '.2f')} |"
+            f"{_f(s['puck_err_px_at_H'])} | {_f(s['puck_missing_1_to_H'], '.2f')} | {verdict} |"
         )
     if not rows:
         return []
@@ -192,8 +198,8 @@ def _ablation_lines(eval_dir: Path, h: int) -> list[str]:
         "number of steps from scratch; same held-out windows)",
         "",
         f"| variant | adapter steps | PSNR at step {h}, dB | arm IoU 1..{h} | "
-        f"puck err at step {h}, px | puck not found |",
-        "|---|---|---|---|---|---|",
+        f"puck err at step {h}, px | puck not found | full model better (IoU / puck) |",
+        "|---|---|---|---|---|---|---|",
         *rows,
     ]
 

@@ -142,3 +142,18 @@ def test_costs_rank_what_they_say():
         clipped_by=torch.tensor([0.0, 5.0]),
     )
     assert total[0] == pytest.approx(1.0) and total[1] == pytest.approx(5.0)
+
+
+def test_warm_start_after_several_steps_skips_what_was_executed():
+    a = actions()
+    q_then = torch.zeros(4)
+    mean = a.project(torch.full((1, 8, 4), 0.05).cumsum(dim=1), q_then)[0]
+    plan = a.to_targets(mean[None], q_then)[0]
+    q_now = plan[2]  # three steps executed
+    new_mean, new_std = a.warm_start(mean, torch.full((8, 4), 0.05), q_then, q_now, 0.2, steps=3)
+    replan = a.to_targets(new_mean[None], q_now)[0]
+    torch.testing.assert_close(replan[:5], plan[3:])
+    torch.testing.assert_close(replan[5:], plan[-1:].expand(3, -1))
+    assert torch.allclose(new_std[-3:], torch.tensor(0.2)) and torch.allclose(
+        new_std[0], torch.tensor(0.05)
+    )

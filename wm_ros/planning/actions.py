@@ -137,13 +137,23 @@ class JointDeltaActions:
         q_then: torch.Tensor,
         q_now: torch.Tensor,
         init_std: float,
+        *,
+        steps: int = 1,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The previous plan's (P, D) mean, made at pose q_then, one control step later and
-        re-expressed as offsets from the pose now; its std shifted the same way."""
+        """The previous plan's (P, D) mean, made at pose q_then, `steps` control steps later
+        and re-expressed as offsets from the pose now; its std shifted the same way (knots
+        past the old plan's end hold its last target with a fresh spread)."""
+        steps = max(1, min(int(steps), self.horizon))
         targets = self.to_targets(mean[None], q_then)[0]  # (H, J) absolute
-        later = torch.cat([targets[1:], targets[-1:]])  # one step on; the last target holds
+        later = torch.cat([targets[steps:], targets[-1:].expand(steps, -1)])  # the last holds
         at_knots = later[self.knot_steps - 1][:, self.selected]  # (P, D)
         new_mean = at_knots - self._q0(q_now)[self.selected]
         if self.knots == self.horizon:
-            return new_mean, shift(mean, std, init_std)[1]
-        return new_mean, std.clone()
+            new_std = std
+            for _ in range(steps):
+                new_std = shift(mean, new_std, init_std)[1]
+            return new_mean, new_std
+        fresh = self.knot_steps > self.horizon - steps  # knots now beyond the old plan
+        new_std = std.clone()
+        new_std[fresh] = torch.clamp(new_std[fresh], min=init_std)
+        return new_mean, new_std

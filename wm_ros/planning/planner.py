@@ -152,13 +152,14 @@ class Planner:
         self._previous = None
 
     def initial_distribution(
-        self, q0: torch.Tensor, context: torch.Tensor | None
+        self, q0: torch.Tensor, context: torch.Tensor | None, elapsed_steps: int = 1
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(P, D) mean and std: warm start, else the prior, else zero offsets at init_std."""
+        """(P, D) mean and std: warm start (the previous plan `elapsed_steps` control steps
+        on), else the prior, else zero offsets at init_std."""
         cfg, a = self.cfg, self.actions
-        if self._previous is not None and cfg.cem.warm_start:
+        if self._previous is not None and cfg.cem.warm_start and elapsed_steps < cfg.horizon:
             mean, std, q_then = self._previous
-            return a.warm_start(mean, std, q_then, q0, cfg.cem.init_std)
+            return a.warm_start(mean, std, q_then, q0, cfg.cem.init_std, steps=elapsed_steps)
         if cfg.use_prior and self.prior is not None and context is not None:
             pm, ps = self.prior(context[None], q0[None])  # (1, H, J) each
             at = a.knot_steps - 1
@@ -180,8 +181,10 @@ class Planner:
         *,
         context: torch.Tensor | None = None,
         goal_joints: torch.Tensor | None = None,
+        elapsed_steps: int = 1,
     ) -> PlanResult:
-        """One replan from the current joints q0 (J,) toward the goal.
+        """One replan from the current joints q0 (J,) toward the goal; `elapsed_steps`:
+        control steps since the previous replan (its plan is shifted that far to warm start).
 
         Raises:
             PlanError: the best plan violates a limit (never expected: the sampler projects
@@ -190,7 +193,7 @@ class Planner:
         t0 = time.perf_counter()
         a, cfg = self.actions, self.cfg
         q = torch.as_tensor(q0, dtype=torch.float32, device=self.device)
-        mean, std = self.initial_distribution(q, context)
+        mean, std = self.initial_distribution(q, context, elapsed_steps)
         timing = {"init": (time.perf_counter() - t0) * 1e3, "rollout": 0.0}
 
         def cost(params: torch.Tensor, clipped_by: torch.Tensor) -> torch.Tensor:

@@ -119,6 +119,7 @@ class PlanningSession:
         self.camera: CameraModel | None = None
         self._joints: tuple[np.ndarray, float] | None = None
         self._goal: torch.Tensor | None = None
+        self._last_plan_stamp: float | None = None
 
     # ------------------------------------------------------------------ inputs
 
@@ -188,11 +189,13 @@ class PlanningSession:
         with torch.no_grad():
             self._goal = self.model.encode(x.movedim(-1, -3).float()[None] / 255.0)[0]
         self.planner.reset()
+        self._last_plan_stamp = None
 
     def reset(self) -> None:
         """A new episode: no frames, no previous plan (the goal is kept until replaced)."""
         self.history.clear()
         self.planner.reset()
+        self._last_plan_stamp = None
 
     # ------------------------------------------------------------------ planning
 
@@ -231,5 +234,11 @@ class PlanningSession:
         assert self.rollout is not None and self._goal is not None  # check() made sure
         self.rollout.set_context(self.history.frames())
         scorer = rollout if rollout is not None else self.rollout
-        result = self.planner.plan(q, scorer, self._goal, context=self.rollout.context)
+        elapsed = 1
+        if self._last_plan_stamp is not None:  # warm start from where the last plan is now
+            elapsed = max(1, round((stamp - self._last_plan_stamp) / self.cfg.planner.dt))
+        result = self.planner.plan(
+            q, scorer, self._goal, context=self.rollout.context, elapsed_steps=elapsed
+        )
+        self._last_plan_stamp = stamp
         return result, stamp

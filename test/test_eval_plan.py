@@ -10,6 +10,7 @@ from wm_ros.cli import main
 from wm_ros.config import CEMConfig, ModelConfig, PlannerConfig, PlanningSessionConfig
 from wm_ros.eval.plan import evaluate_planner
 from wm_ros.model import WorldModel, save_model
+from wm_ros.paths import config_path
 
 TINY = ModelConfig(
     image_size=16, latent_channels=2, ae_width=8, horizon=4, context=2, memory=1,
@@ -50,3 +51,10 @@ def test_cli_writes_json_and_rejects_bad_settings(tiny_model, tmp_path):
     assert json.loads(out.read_text())["planner"] == "random"
     bad = ["eval", "plan", "--model", str(tiny_model), "--samples", "4", "--json", str(out)]
     assert main(bad) == 2  # 32 elites of 4 samples
+
+
+def test_cli_reads_the_planner_params_file(tmp_path):
+    out = tmp_path / "plan.json"
+    cmd = ["eval", "plan", "--planner", "random", "--episodes", "1", "--steps", "1"]
+    assert main([*cmd, "--config", str(config_path("planner.yaml")), "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["planner_config"]["knots"] == 4

@@ -10,7 +10,13 @@ from sensor_msgs.msg import Image
 from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
 
 from test.ros_harness import NodeProcess, RosHarness, wait_until
-from wm_ros.config import ModelConfig, PlanningSessionConfig, SimConfig
+from wm_ros.config import (
+    PLANNER_NODE_ONLY,
+    ModelConfig,
+    PlanningSessionConfig,
+    SimConfig,
+    planning_session_from_yaml,
+)
 from wm_ros.model import WorldModel, save_model
 from wm_ros.paths import config_path
 from wm_ros.ros.conversions import (
@@ -131,8 +137,7 @@ def test_a_missing_model_fails_configure_and_is_reported(tmp_path):
 
 def test_planner_yaml_lists_only_known_settings():
     data = yaml.safe_load(config_path("planner.yaml").read_text())
-    params = dict(data["planner_node"]["ros__parameters"])
-    params.pop("autostart"), params.pop("replan_deadline_s")
-    assert PlanningSessionConfig.from_dict(params) == PlanningSessionConfig(
+    assert set(PLANNER_NODE_ONLY) <= set(data["planner_node"]["ros__parameters"])
+    assert planning_session_from_yaml(config_path("planner.yaml")) == PlanningSessionConfig(
         planner=PlanningSessionConfig().planner.replace(knots=4)
     )

@@ -578,6 +578,22 @@ class PlannerConfig(ConfigBase):
             raise ValueError("prior_std_scale must be positive")
 
 
+# planner_node parameters that belong to the node, not to the planning session (its params file
+# sets them beside PlanningSessionConfig's).
+PLANNER_NODE_ONLY = ("autostart", "replan_deadline_s")
+
+
+def planning_session_from_yaml(path: str | Path) -> PlanningSessionConfig:
+    """PlanningSessionConfig from a planner_node params file (node-only keys dropped)."""
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    block = data.get("planner_node", {}).get("ros__parameters")
+    if block is None:
+        raise ValueError(f"{path}: no planner_node.ros__parameters section")
+    return PlanningSessionConfig.from_dict(
+        {k: v for k, v in block.items() if k not in PLANNER_NODE_ONLY}
+    )
+
+
 @dataclass(frozen=True)
 class PlanningSessionConfig(ConfigBase):
     """What the planner needs besides the search itself (wm_ros.planning.session), and what

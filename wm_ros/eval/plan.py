@@ -29,7 +29,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from wm_ros.config import PlanningSessionConfig, SimConfig, TaskConfig
+from wm_ros.config import (
+    PlanningSessionConfig,
+    SimConfig,
+    TaskConfig,
+    planning_session_from_yaml,
+)
 from wm_ros.eval.timing import machine_info, percentile
 
 log = logging.getLogger(__name__)
@@ -212,11 +217,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from wm_ros.model import CheckpointError
     from wm_ros.train import resolve_device
 
-    cfg = (
-        PlanningSessionConfig.from_yaml(args.config, "planner_node")
-        if args.config
-        else PlanningSessionConfig()
-    )
+    cfg = planning_session_from_yaml(args.config) if args.config else PlanningSessionConfig()
     cem = {"num_samples": args.samples, "num_elites": args.elites, "iterations": args.iterations}
     try:
         cem_cfg = cfg.planner.cem.replace(**{k: v for k, v in cem.items() if v is not None})

@@ -25,7 +25,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
 
-from wm_ros.config import PlanningSessionConfig
+from wm_ros.config import PLANNER_NODE_ONLY, PlanningSessionConfig
 from wm_ros.eval.images import grid, labelled_tile
 from wm_ros.planning.session import (
     PlanningSession,
@@ -53,8 +53,9 @@ class PlannerNode(LifecycleNode):
     def __init__(self, **kwargs) -> None:
         super().__init__(NODE, **kwargs)
         self.cfg = declare_config(self, PlanningSessionConfig)
-        self.autostart = self.declare_parameter("autostart", True).value
-        self.deadline = self.declare_parameter("replan_deadline_s", 0.0).value
+        autostart, deadline = PLANNER_NODE_ONLY  # the node's own, beside the session's
+        self.autostart = self.declare_parameter(autostart, True).value
+        self.deadline = self.declare_parameter(deadline, 0.0).value
         self.session: PlanningSession | None = None
         self._subs: list = []
         self._goal_image: np.ndarray | None = None

@@ -58,14 +58,14 @@ def test_prior_seeds_a_fresh_search():
     with torch.no_grad():
         prior.head.bias.view(2, 8, 4)[0] = 0.1  # the prior says: +0.1 rad on every joint
     p = Planner(
-        PlannerConfig(horizon=8),
+        PlannerConfig(horizon=8, use_prior=True),
         JointDeltaActions(NAMES, LOWER, UPPER, VEL, horizon=8, dt=0.1),
         prior=prior,
     )
     q = torch.zeros(4)
     mean, std = p.initial_distribution(q, torch.zeros(2, 2, 4, 4))
     torch.testing.assert_close(mean, torch.full((8, 4), 0.1))
-    assert std.shape == (8, 4)
+    assert std.shape == (8, 4) and float(std.min()) >= p.cfg.cem.init_std
 
 
 def test_world_model_rollout_scores_candidates_in_one_batch():

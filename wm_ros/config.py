@@ -548,8 +548,11 @@ class PlannerConfig(ConfigBase):
         knots: P knots the H steps interpolate through (0 = one per step).
         joints: joints the planner moves, by name (empty = all actuated joints).
         sampler_steps: flow sampler steps per world-model rollout (1, 2, 4 or 8 trained).
-        use_prior: seed a fresh search from the learned action prior when the model has one.
-        prior_std_scale: factor on the prior's spread before CEM uses it.
+        use_prior: seed a fresh search from the learned action prior when the model has one
+            (off by default: the shipped prior learnt exploration, and seeding reach episodes
+            from it led the oracle planner away from the goal; see the README).
+        prior_std_scale: factor on the prior's spread before CEM uses it (never below
+            cem.init_std).
         seed: seeds the candidate sampling and the model noise.
         cem: the CEM settings (CEMConfig).
         cost: the cost weights (CostConfig).
@@ -560,7 +563,7 @@ class PlannerConfig(ConfigBase):
     knots: int = 0
     joints: tuple[str, ...] = ()
     sampler_steps: int = 2
-    use_prior: bool = True
+    use_prior: bool = False
     prior_std_scale: float = 1.0
     seed: int = 0
     cem: CEMConfig = field(default_factory=CEMConfig)

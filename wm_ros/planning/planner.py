@@ -151,6 +151,7 @@ class Planner:
         """Forget the previous plan (a new episode or goal)."""
         self._previous = None
 
+    @torch.no_grad()
     def initial_distribution(
         self, q0: torch.Tensor, context: torch.Tensor | None, elapsed_steps: int = 1
     ) -> tuple[torch.Tensor, torch.Tensor]:

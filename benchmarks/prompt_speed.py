@@ -18,12 +18,11 @@ import argparse
 import json
 import os
 import platform
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from wm_ros.eval.timing import cpu_model, timeit
+from wm_ros.eval.timing import add_timing_arguments, cpu_model, device_sync, timeit
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -31,12 +30,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--n", type=int, default=256, help="candidates N")
     parser.add_argument("--horizon", type=int, default=8, help="future steps H")
     parser.add_argument("--res", type=int, default=64, help="prompt size, pixels (square)")
-    parser.add_argument("--repeats", type=int, default=50)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", type=Path, default=None, help="write the figures here")
+    add_timing_arguments(parser, repeats=50, warmup=5)
     args = parser.parse_args(argv)
 
     os.environ.setdefault("MUJOCO_GL", "egl")
@@ -46,7 +40,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync = device_sync(device)
     cfg = PromptConfig(image_width=args.res, image_height=args.res)
     with TabletopSim(SimConfig()) as sim:
         renderer = sim_prompt_renderer(sim, cfg, device=str(device))

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from wm_ros.eval.timing import machine_info, timeit
+from wm_ros.eval.timing import add_timing_arguments, device_sync, machine_info, timeit
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -30,33 +30,27 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--model", type=Path, default=Path("models/sim_tabletop"))
     parser.add_argument("--n", type=int, default=256, help="candidates N")
     parser.add_argument("--steps", type=int, default=2, help="sampler steps")
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", type=Path, default=None, help="write the figures here")
+    add_timing_arguments(parser, repeats=20, warmup=3)
     args = parser.parse_args(argv)
 
     os.environ.setdefault("MUJOCO_GL", "egl")
-    from wm_ros.config import ModelConfig, PromptConfig, SimConfig
+    from wm_ros.config import ModelConfig, SimConfig
     from wm_ros.model import WorldModel, load_model
-    from wm_ros.prompts import sim_prompt_renderer
+    from wm_ros.model.conditioning import model_prompt_renderer
     from wm_ros.sim import TabletopSim
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync = device_sync(device)
     trained = (args.model / "config.json").is_file()
     model = load_model(args.model, device) if trained else WorldModel(ModelConfig()).to(device)
     model.eval()
     cfg = model.cfg
     s = cfg.image_size
+    renderer = model_prompt_renderer(cfg, device)
     with TabletopSim(SimConfig(image_width=s, image_height=s)) as sim:
-        pcfg = PromptConfig(image_width=s, image_height=s, channels=cfg.prompt_channels)
-        renderer = sim_prompt_renderer(sim, pcfg, device=str(device))
         limits = sim.joint_limits[renderer.joint_order(sim.joint_names)]
-        frames = torch.as_tensor(np.stack([sim.render()] * (cfg.context + cfg.memory)))
+        frames = np.stack([sim.render()] * (cfg.context + cfg.memory))
     rng = np.random.default_rng(args.seed)
     q = torch.as_tensor(
         rng.uniform(limits[:, 0], limits[:, 1], size=(args.n, cfg.horizon, len(limits))),
@@ -64,7 +58,7 @@ def main(argv: list[str] | None = None) -> dict:
         device=device,
     )  # (N, H, J)
     with torch.inference_mode():
-        z = model.encode(frames.to(device).movedim(-1, -3).float() / 255.0)  # (M + K, c, h, w)
+        z = model.encode_frames(frames)  # (M + K, c, h, w)
         mem = z[None, : cfg.memory].expand(args.n, -1, -1, -1, -1)
         ctx = z[None, cfg.memory :].expand(args.n, -1, -1, -1, -1)
         prompts = torch.empty(args.n, cfg.horizon, *renderer.image_shape, device=device)

@@ -23,7 +23,6 @@ from wm_ros.eval.metrics import (
     mask_iou,
     psnr,
     ssim,
-    to_float_images,
 )
 from wm_ros.eval.predict import (
     METRICS,
@@ -34,6 +33,7 @@ from wm_ros.eval.predict import (
     window_frames,
 )
 from wm_ros.model import WorldModel, save_model
+from wm_ros.model.autoencoder import to_float_images
 from wm_ros.model.conditioning import action_conditioning, model_prompt_renderer
 
 SIZE = 32

@@ -309,6 +309,19 @@ class PromptConfig(ConfigBase):
         return _parse_hex_color(self.tool_color, "tool_color")
 
 
+# The simulator camera's optical frame in the robot base frame (SimConfig's camera_position /
+# camera_lookat): the default camera pose of the nodes that draw or plan for the simulated arm.
+SIM_CAMERA_TRANSLATION = (0.32, -0.7, 0.9)
+SIM_CAMERA_QUAT_XYZW = (-0.9458731991, 0.0, 0.0, 0.3245364252)
+
+
+def _check_camera_pose(translation: tuple[float, ...], quat_xyzw: tuple[float, ...]) -> None:
+    if len(translation) != 3 or len(quat_xyzw) != 4:
+        raise ValueError("camera_translation needs 3 values (m), camera_quat_xyzw 4")
+    if not 0.5 < sum(v * v for v in quat_xyzw) ** 0.5 < 1.5:
+        raise ValueError("camera_quat_xyzw must be a unit quaternion (x, y, z, w)")
+
+
 @dataclass(frozen=True)
 class PromptNodeConfig(ConfigBase):
     """prompt_node: the skeleton prompt drawn over the live camera image, for people.
@@ -328,8 +341,8 @@ class PromptNodeConfig(ConfigBase):
 
     urdf: str = ""
     robot_description: str = ""
-    camera_translation: tuple[float, ...] = (0.32, -0.7, 0.9)
-    camera_quat_xyzw: tuple[float, ...] = (-0.9458731991, 0.0, 0.0, 0.3245364252)
+    camera_translation: tuple[float, ...] = SIM_CAMERA_TRANSLATION
+    camera_quat_xyzw: tuple[float, ...] = SIM_CAMERA_QUAT_XYZW
     max_joint_age_s: float = 0.1
     plan_poses: int = 4
     plan_opacity: float = 0.35
@@ -339,10 +352,7 @@ class PromptNodeConfig(ConfigBase):
     def __post_init__(self) -> None:
         if isinstance(self.prompt, dict):
             object.__setattr__(self, "prompt", PromptConfig.from_dict(self.prompt))
-        if len(self.camera_translation) != 3 or len(self.camera_quat_xyzw) != 4:
-            raise ValueError("camera_translation needs 3 values (m), camera_quat_xyzw 4")
-        if not 0.5 < sum(v * v for v in self.camera_quat_xyzw) ** 0.5 < 1.5:
-            raise ValueError("camera_quat_xyzw must be a unit quaternion (x, y, z, w)")
+        _check_camera_pose(self.camera_translation, self.camera_quat_xyzw)
         if self.max_joint_age_s <= 0 or self.max_plan_age_s <= 0:
             raise ValueError("max_joint_age_s and max_plan_age_s must be positive (s)")
         if self.plan_poses < 0 or not 0.0 <= self.plan_opacity <= 1.0:
@@ -621,8 +631,8 @@ class PlanningSessionConfig(ConfigBase):
     device: str = "auto"
     urdf: str = ""
     robot_description: str = ""
-    camera_translation: tuple[float, ...] = (0.32, -0.7, 0.9)
-    camera_quat_xyzw: tuple[float, ...] = (-0.9458731991, 0.0, 0.0, 0.3245364252)
+    camera_translation: tuple[float, ...] = SIM_CAMERA_TRANSLATION
+    camera_quat_xyzw: tuple[float, ...] = SIM_CAMERA_QUAT_XYZW
     replan_rate_hz: float = 2.0
     max_observation_age_s: float = 0.5
     max_image_joint_gap_s: float = 0.1
@@ -631,8 +641,7 @@ class PlanningSessionConfig(ConfigBase):
     def __post_init__(self) -> None:
         if isinstance(self.planner, dict):
             object.__setattr__(self, "planner", PlannerConfig.from_dict(self.planner))
-        if len(self.camera_translation) != 3 or len(self.camera_quat_xyzw) != 4:
-            raise ValueError("camera_translation needs 3 values (m), camera_quat_xyzw 4")
+        _check_camera_pose(self.camera_translation, self.camera_quat_xyzw)
         if self.replan_rate_hz <= 0 or self.max_observation_age_s <= 0:
             raise ValueError("replan_rate_hz and max_observation_age_s must be positive")
         if self.max_image_joint_gap_s <= 0:

@@ -43,6 +43,7 @@ from tqdm import tqdm
 from wm_ros.config import ModelConfig, PriorConfig, TrainConfig
 from wm_ros.data import Episode, EpisodeSet
 from wm_ros.model import WorldModel, flow, load_model, save_model
+from wm_ros.model.autoencoder import to_float_images
 from wm_ros.model.conditioning import action_conditioning, model_prompt_renderer
 from wm_ros.planning.prior import ActionPrior, gaussian_nll, has_prior, load_prior, save_prior
 
@@ -247,8 +248,7 @@ class Trainer:
     # ------------------------------------------------------------------ losses
 
     def _frames(self, data: EpisodeSet, idx: np.ndarray) -> torch.Tensor:
-        f = torch.as_tensor(data.frames[idx], device=self.device)  # (..., S, S, 3) uint8
-        return f.movedim(-1, -3).float() / 255.0  # (..., 3, S, S)
+        return to_float_images(data.frames[idx], self.device)  # (..., 3, S, S)
 
     def autoencoder_loss(self, data: EpisodeSet, rng: np.random.Generator) -> torch.Tensor:
         idx = rng.integers(0, len(data.frames), size=self.cfg.batch_size)

@@ -22,12 +22,6 @@ MSE_FLOOR = 1e-10
 _FIT_PIXELS = 200_000
 
 
-def to_float_images(frames: np.ndarray | torch.Tensor, device=None) -> torch.Tensor:
-    """(..., S, S, 3) uint8 frames -> (..., 3, S, S) float32 in [0, 1] on `device`."""
-    f = torch.as_tensor(np.asarray(frames), device=device)
-    return f.movedim(-1, -3).float() / 255.0
-
-
 def psnr(pred: torch.Tensor, target: torch.Tensor, max_val: float = 1.0) -> torch.Tensor:
     """Peak signal-to-noise ratio per frame, dB: (..., C, S, S) x 2 -> (...,).
 

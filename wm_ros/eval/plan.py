@@ -69,8 +69,7 @@ class SimRollout:
             for t in range(h):
                 self.sim.step(q[i, t])
                 frames[i, t] = self.sim.render()
-        x = torch.as_tensor(frames, device=self.device).movedim(-1, -3).float() / 255.0
-        return self.model.encode(x)
+        return self.model.encode_frames(frames)
 
     def close(self) -> None:
         self.sim.close()
@@ -115,7 +114,7 @@ def run_episode(sim, planner: str, seed: int, *, session=None, oracle=None, repl
                 t0 = time.perf_counter()
                 if oracle is not None:
                     oracle.set_state(sim.get_state())
-                out, _ = session.replan(now, rollout=oracle)
+                out, _ = session.replan(now, rollout=oracle, imagine=False)
                 result.replan_ms.append((time.perf_counter() - t0) * 1e3)
                 plan, k = out.targets, 0
             target = plan[k]

@@ -49,9 +49,9 @@ from wm_ros.eval.metrics import (
     nan_mean,
     psnr,
     ssim,
-    to_float_images,
 )
 from wm_ros.model import WorldModel
+from wm_ros.model.autoencoder import to_float_images, to_uint8_images
 from wm_ros.model.conditioning import action_conditioning, model_prompt_renderer
 
 log = logging.getLogger(__name__)
@@ -148,11 +148,6 @@ def _gather(
     """Stack `attr` rows of each window's episode at its frame indices: (B, len(idx[0]), ...)."""
     rows = [getattr(episodes[e], attr)[i] for (e, _), i in zip(batch, idx, strict=True)]
     return np.stack(rows)
-
-
-def _to_uint8(images: torch.Tensor) -> np.ndarray:
-    """(..., 3, S, S) floats in [0, 1] -> (..., S, S, 3) uint8."""
-    return (images.clamp(0, 1) * 255).round().to(torch.uint8).movedim(-3, -1).cpu().numpy()
 
 
 def _scores(
@@ -343,8 +338,8 @@ def evaluate_prediction(
                         start=s,
                         context=frames[j, m : m + k],
                         truth=frames[j, m + k :],
-                        model=_to_uint8(preds["model"][j]),
-                        base_only=_to_uint8(preds["base_only"][j]) if has_base_only else None,
+                        model=to_uint8_images(preds["model"][j]),
+                        base_only=to_uint8_images(preds["base_only"][j]) if has_base_only else None,
                         psnr=per_frame["model"]["psnr"][-1][j].numpy(),
                     )
                 )

@@ -48,8 +48,7 @@ def evaluate_prior(
         frames.append(ep.frames[idx[:k]])
         joints.append(ep.joints[idx[k - 1], order])
         targets.append(ep.actions[idx[k:] - 1][:, order])  # actions[i - 1] leads to frame i
-    x = torch.as_tensor(np.stack(frames), device=dev).movedim(-1, -3).float() / 255.0
-    z = model.encode(x)  # (B, K, c, s, s)
+    z = model.encode_frames(np.stack(frames))  # (B, K, c, s, s)
     q = torch.as_tensor(np.stack(joints), device=dev)
     target = torch.as_tensor(np.stack(targets), device=dev)  # (B, H, J)
     mean, std = prior(z, q)

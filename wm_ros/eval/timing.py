@@ -41,6 +41,24 @@ def machine_info() -> dict:
     return info
 
 
+def add_timing_arguments(parser, *, repeats: int, warmup: int) -> None:
+    """The options every timing benchmark takes: repeats, warm-up, threads, device, seed,
+    --json."""
+    parser.add_argument("--repeats", type=int, default=repeats)
+    parser.add_argument("--warmup", type=int, default=warmup)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, default=None, help="write the figures here")
+
+
+def device_sync(device) -> Callable[[], None]:
+    """What waits for queued work on `device` (a torch.device): cuda synchronize, or nothing."""
+    import torch
+
+    return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+
 def percentile(sorted_values: list[float], q: float) -> float:
     """Nearest-rank percentile of already sorted values, q in [0, 1]."""
     return sorted_values[min(len(sorted_values) - 1, round(q * (len(sorted_values) - 1)))]

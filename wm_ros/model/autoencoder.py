@@ -8,8 +8,24 @@ weights), so the flow model works on roughly unit-variance latents.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
+
+
+def to_float_images(frames: np.ndarray | torch.Tensor, device=None) -> torch.Tensor:
+    """(..., S, S, 3) uint8 frames -> (..., 3, S, S) float32 in [0, 1] on `device`: the
+    autoencoder's input convention (camera images are HWC uint8)."""
+    if not isinstance(frames, torch.Tensor):
+        frames = np.asarray(frames)
+        if not frames.flags.writeable:  # e.g. a task's frozen goal image; torch wants writable
+            frames = frames.copy()
+    return torch.as_tensor(frames, device=device).movedim(-1, -3).float() / 255.0
+
+
+def to_uint8_images(images: torch.Tensor) -> np.ndarray:
+    """(..., 3, S, S) floats in [0, 1] -> (..., S, S, 3) uint8 numpy (the inverse)."""
+    return (images.clamp(0, 1) * 255).round().to(torch.uint8).movedim(-3, -1).cpu().numpy()
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:

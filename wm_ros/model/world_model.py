@@ -17,12 +17,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
 from wm_ros.config import ModelConfig
 from wm_ros.model import flow
-from wm_ros.model.autoencoder import FrameAutoencoder
+from wm_ros.model.autoencoder import FrameAutoencoder, to_float_images
 from wm_ros.model.nets import LatentUNet, TimeEmbedding, zero_module
 
 
@@ -179,6 +180,11 @@ class WorldModel(nn.Module):
         return self.autoencoder.encode(frames.flatten(0, -4) if lead else frames[None]).view(
             *lead, *self.latent_shape()
         )
+
+    def encode_frames(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """(..., S, S, 3) uint8 camera frames -> (..., c, h, w) normalised latents, on the
+        model's device."""
+        return self.encode(to_float_images(frames, self.autoencoder.latent_mean.device))
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """(..., c, h, w) latents -> (..., 3, S, S) images in [0, 1]."""

@@ -37,8 +37,8 @@ class PlanError(RuntimeError):
 @dataclass
 class PlanResult:
     """targets (H, J) joint targets of steps 1..H (rad), times (H,) s after the observation;
-    cost of the best candidate; latents (H, c, h, w) it imagined (None when the rollout gives
-    none); history: best cost per CEM iteration; timing_ms per phase."""
+    cost of the best candidate; latents (H, c, h, w) it imagined (None unless plan() was
+    asked to imagine); history: best cost per CEM iteration; timing_ms per phase."""
 
     targets: np.ndarray
     times: np.ndarray
@@ -77,10 +77,7 @@ class WorldModelRollout:
             self._order = torch.as_tensor(renderer.joint_order(joint_names), device=self.device)
         self._ctx: torch.Tensor | None = None
         self._mem: torch.Tensor | None = None
-
-    def _encode(self, frames: np.ndarray) -> torch.Tensor:
-        x = torch.tensor(np.asarray(frames), device=self.device).movedim(-1, -3).float() / 255
-        return self.model.encode(x)
+        self._prompts: dict[tuple[int, ...], torch.Tensor] = {}
 
     @torch.no_grad()
     def set_context(self, frames: np.ndarray) -> None:
@@ -89,7 +86,7 @@ class WorldModelRollout:
         need = cfg.memory + cfg.context
         if len(frames) != need:
             raise ValueError(f"the model needs {need} frames (memory + context), got {len(frames)}")
-        z = self._encode(frames)  # (M + K, c, h, w)
+        z = self.model.encode_frames(frames)  # (M + K, c, h, w)
         self._mem, self._ctx = z[: cfg.memory], z[cfg.memory :]
 
     @property
@@ -100,7 +97,7 @@ class WorldModelRollout:
     @torch.no_grad()
     def encode_goal(self, image: np.ndarray) -> torch.Tensor:
         """(S, S, 3) uint8 goal image -> (c, h, w) latent."""
-        return self._encode(np.asarray(image)[None])[0]
+        return self.model.encode_frames(np.asarray(image)[None])[0]
 
     @torch.no_grad()
     def __call__(self, targets: torch.Tensor) -> torch.Tensor:
@@ -108,7 +105,14 @@ class WorldModelRollout:
             raise RuntimeError("set_context first")
         n, cfg = targets.shape[0], self.model.cfg
         if cfg.conditioning == "prompt":
-            cond = self.renderer.render(targets[..., self._order])
+            shape = (*targets.shape[:2], *self.renderer.image_shape)
+            if shape not in self._prompts:
+                # Reused across CEM iterations and replans (one per batch shape): a fresh
+                # (N, H, C, h, w) buffer costs more than drawing into it (prompt_speed.py).
+                self._prompts[shape] = torch.empty(
+                    shape, device=self.device, dtype=self.renderer.dtype
+                )
+            cond = self.renderer.render(targets[..., self._order], out=self._prompts[shape])
         else:
             cond = targets
         gen = torch.Generator(self.device).manual_seed(self.seed)
@@ -185,9 +189,11 @@ class Planner:
         context: torch.Tensor | None = None,
         goal_joints: torch.Tensor | None = None,
         elapsed_steps: int = 1,
+        imagine: bool = True,
     ) -> PlanResult:
         """One replan from the current joints q0 (J,) toward the goal; `elapsed_steps`:
-        control steps since the previous replan (its plan is shifted that far to warm start).
+        control steps since the previous replan (its plan is shifted that far to warm start);
+        `imagine`: roll the best plan out once more for its imagined latents (display only).
 
         Raises:
             PlanError: the best plan violates a limit (never expected: the sampler projects
@@ -226,7 +232,7 @@ class Planner:
         problems = a.check(targets[0], q)
         if problems:
             raise PlanError(f"best plan violates: {', '.join(problems)}")
-        latents = rollout(targets)[0]  # the best candidate's imagined future, for display
+        latents = rollout(targets)[0] if imagine else None  # for display only
         self._previous = (result.mean, result.std, q)
         timing["total"] = (time.perf_counter() - t0) * 1e3
         return PlanResult(

@@ -184,10 +184,9 @@ class PlanningSession:
         """The goal image (any size, RGB uint8); a new goal forgets the previous plan."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise PlanSkippedError("bad_goal", f"expected (H, W, 3) uint8 RGB, got {image.shape}")
-        s = self.model.cfg.image_size
-        x = torch.tensor(to_model_size(image, s), device=self.device)
         with torch.no_grad():
-            self._goal = self.model.encode(x.movedim(-1, -3).float()[None] / 255.0)[0]
+            goal = to_model_size(image, self.model.cfg.image_size)
+            self._goal = self.model.encode_frames(goal[None])[0]
         self.planner.reset()
         self._last_plan_stamp = None
 
@@ -225,10 +224,11 @@ class PlanningSession:
             )
         return q, stamp
 
-    def replan(self, now: float, rollout=None) -> tuple[PlanResult, float]:
+    def replan(self, now: float, rollout=None, imagine: bool = True) -> tuple[PlanResult, float]:
         """One replan; returns the plan and the stamp of the image it was made from (the
         plan's times count from there). `rollout` replaces the world model as the scorer of
         candidates (the oracle planner's simulator); the context still comes from the frames.
+        imagine: also return the best plan's imagined latents (one more rollout).
         """
         q, stamp = self.check(now)
         assert self.rollout is not None and self._goal is not None  # check() made sure
@@ -238,7 +238,12 @@ class PlanningSession:
         if self._last_plan_stamp is not None:  # warm start from where the last plan is now
             elapsed = max(1, round((stamp - self._last_plan_stamp) / self.cfg.planner.dt))
         result = self.planner.plan(
-            q, scorer, self._goal, context=self.rollout.context, elapsed_steps=elapsed
+            q,
+            scorer,
+            self._goal,
+            context=self.rollout.context,
+            elapsed_steps=elapsed,
+            imagine=imagine,
         )
         self._last_plan_stamp = stamp
         return result, stamp

@@ -27,6 +27,7 @@ from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
 
 from wm_ros.config import PLANNER_NODE_ONLY, PlanningSessionConfig
 from wm_ros.eval.images import grid, labelled_tile
+from wm_ros.model.autoencoder import to_uint8_images
 from wm_ros.planning.session import (
     PlanningSession,
     PlanSkippedError,
@@ -173,7 +174,9 @@ class PlannerNode(LifecycleNode):
         now = self.get_clock().now().nanoseconds * 1e-9
         start = time.perf_counter()
         try:
-            result, stamp = self.session.replan(now)
+            # Imagining the best plan costs one more rollout: only for someone watching.
+            watched = self.imagined_pub.get_subscription_count() > 0
+            result, stamp = self.session.replan(now, imagine=watched)
         except PlanSkippedError as err:
             self._skip(err)
             return
@@ -193,13 +196,13 @@ class PlannerNode(LifecycleNode):
         traj = JointTrajectory(self.session.joint_names, result.times, result.targets)
         self.plan_pub.publish(core_to_trajectory_msg(traj, stamp))
         self._counts["published"] += 1
-        if self.imagined_pub.get_subscription_count() > 0 and result.latents is not None:
+        if result.latents is not None:
             self.imagined_pub.publish(numpy_to_image(self._imagined(result), "rgb8", stamp))
 
     def _imagined(self, result) -> np.ndarray:
         with torch.no_grad():
             frames = self.session.model.decode(result.latents)  # (H, 3, S, S)
-        frames = (frames.clamp(0, 1) * 255).round().byte().movedim(1, -1).cpu().numpy()
+        frames = to_uint8_images(frames)
         tiles = [labelled_tile(f, f"+{t:.1f}s") for f, t in zip(frames, result.times, strict=True)]
         if self._goal_image is not None:
             goal = to_model_size(self._goal_image, frames.shape[1])

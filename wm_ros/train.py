@@ -442,50 +442,26 @@ class Trainer:
         self._log({"stage": stage, "step": step, "val_loss": float(np.mean(losses))})
 
 
-def _to_pixels(step: float, value: float, box: tuple, scale: tuple) -> tuple[float, float]:
-    """(step, loss) -> pixel in box (x0, y0, x1, y1); scale (max_step, log10 lo, log10 hi)."""
-    x0, y0, x1, y1 = box
-    max_step, lo, hi = scale
-    fx = step / max(1, max_step)
-    fy = (math.log10(value) - lo) / (hi - lo)
-    return (x0 + fx * (x1 - x0), y1 - fy * (y1 - y0))
-
-
 def plot_losses(log_path: Path, png_path: Path, size: tuple[int, int] = (900, 300)) -> None:
-    """One panel per stage: training loss (and validation loss, dots) against step, log y."""
-    from PIL import Image, ImageDraw
+    """One panel per stage: training loss (line) and validation loss (dots) against step, log y."""
+    from wm_ros.eval.plots import Panel, Series, plot_panels
 
     records = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
-    stages = [s for s in STAGES if any(r["stage"] == s for r in records)]
-    width, height = size
-    img = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(img)
-    panel = width // max(1, len(stages))
-    for i, stage in enumerate(stages):
-        x0, y0, x1, y1 = i * panel + 40, 20, (i + 1) * panel - 10, height - 30
-        draw.rectangle([x0, y0, x1, y1], outline="black")
-        draw.text((x0 + 4, 4), f"{stage} (log loss)", fill="black")
-        series = {
-            key: [(r["step"], r[key]) for r in records if r["stage"] == stage and key in r]
-            for key in ("loss", "val_loss")
-        }
-        points = [p for s in series.values() for p in s if p[1] > 0]
-        if not points:
+    panels = []
+    for stage in STAGES:
+        rows = [r for r in records if r["stage"] == stage]
+        if not rows:
             continue
-        max_step = max(s for s, _ in points)
-        lo, hi = (math.log10(min(v for _, v in points)), math.log10(max(v for _, v in points)))
-        hi = hi if hi > lo else lo + 1.0
-        draw.text((x0, y1 + 4), f"0..{max_step} steps, {10**lo:.2g}..{10**hi:.2g}", fill="black")
-
-        box, scale = (x0, y0, x1, y1), (max_step, lo, hi)
-        train = [_to_pixels(s, v, box, scale) for s, v in series["loss"] if v > 0]
-        if len(train) > 1:
-            draw.line(train, fill=(31, 119, 180), width=2)
-        for s, v in series["val_loss"]:
-            if v > 0:
-                x, y = _to_pixels(s, v, box, scale)
-                draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=(214, 39, 40))
-    img.save(png_path)
+        series = [
+            Series(label, [(r["step"], r[key]) for r in rows if key in r], kind, colour)
+            for key, label, kind, colour in (
+                ("loss", "train", "line", (31, 119, 180)),
+                ("val_loss", "validation", "dots", (214, 39, 40)),
+            )
+        ]
+        panels.append(Panel(stage, series, xlabel="step", ylabel="loss", log_y=True))
+    if panels:
+        plot_panels(panels, png_path, size)
 
 
 def train(

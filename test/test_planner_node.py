@@ -141,3 +141,16 @@ def test_planner_yaml_lists_only_known_settings():
     assert planning_session_from_yaml(config_path("planner.yaml")) == PlanningSessionConfig(
         planner=PlanningSessionConfig().planner.replace(knots=4)
     )
+
+
+def test_the_cpu_budget_layers_on_planner_yaml(tmp_path):
+    base = planning_session_from_yaml(config_path("planner.yaml"))
+    cpu = planning_session_from_yaml(config_path("planner.yaml"), config_path("planner_cpu.yaml"))
+    assert cpu.planner.cem.num_samples < base.planner.cem.num_samples
+    # Only what the CPU file names changes; nested sections merge key by key.
+    assert cpu.planner.cem.init_std == base.planner.cem.init_std
+    assert cpu.planner.knots == base.planner.knots and cpu.model == base.model
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("other_node: {ros__parameters: {}}\n")
+    with pytest.raises(ValueError, match="no planner_node"):
+        planning_session_from_yaml(config_path("planner.yaml"), bad)

@@ -86,3 +86,42 @@ def test_a_replan_from_simulator_observations_is_within_limits(session, sim):
     np.testing.assert_allclose(result.times, [0.1, 0.2, 0.3, 0.4])
     with pytest.raises(ValueError, match="horizon"):
         PlanningSession(PlanningSessionConfig(), WorldModel(TINY).eval())  # H 8 vs model's 4
+
+
+def test_inputs_arrive_during_a_replan_and_a_goal_change_drops_it(session, sim):
+    """planner_node feeds the session from another thread while a replan runs: the inputs are
+    never blocked by the planning, and a plan made for a goal replaced meanwhile is dropped."""
+    feed_camera(session, sim)
+    session.add_image(sim.render(), 10.0)
+    session.set_joints(sim.joint_names, sim.joint_positions(), 10.0)
+    session.set_goal(sim.task.goal_image)
+    other_goal = sim.render()
+    events = []
+
+    def scorer(targets):  # runs inside the replan, as the model would
+        if not events:
+            # Taking the session's lock here would deadlock if the replan held it.
+            session.add_image(sim.render(), 10.05)
+            session.set_goal(sim.task.goal_image)  # the same goal again: nothing changes
+            events.append("fed")
+        elif events == ["fed"] and "change" in request:
+            session.set_goal(other_goal)
+            events.append("changed")
+        return torch.zeros(targets.shape[0], 4, *session.model.latent_shape())
+
+    request = set()
+    result, _ = session.replan(10.06, rollout=scorer, imagine=False)
+    assert events == ["fed"] and result.latents is None
+    assert session.history.latest_stamp == pytest.approx(10.05)
+    request.add("change")
+    with pytest.raises(PlanSkippedError) as err:
+        session.replan(10.07, rollout=scorer, imagine=False)
+    assert err.value.reason == "goal_changed" and events == ["fed", "changed"]
+    assert (
+        session.planner.initial_distribution(  # no warm start from the dropped plan
+            torch.zeros(len(sim.joint_names)), None
+        )[0]
+        .abs()
+        .max()
+        == 0
+    )

@@ -596,15 +596,46 @@ class PlannerConfig(ConfigBase):
 PLANNER_NODE_ONLY = ("autostart", "replan_deadline_s")
 
 
-def planning_session_from_yaml(path: str | Path) -> PlanningSessionConfig:
-    """PlanningSessionConfig from a planner_node params file (node-only keys dropped)."""
-    data = yaml.safe_load(Path(path).read_text()) or {}
-    block = data.get("planner_node", {}).get("ros__parameters")
-    if block is None:
-        raise ValueError(f"{path}: no planner_node.ros__parameters section")
+def read_planner_params(*paths: str | Path) -> dict:
+    """The planner_node.ros__parameters block of params files, layered in order as ROS applies
+    several --params-file (a later file's values win, nested sections merge).
+
+    Raises:
+        ValueError: no file given, or a file without a planner_node.ros__parameters section.
+    """
+    if not paths:
+        raise ValueError("no planner params file given")
+    merged: dict = {}
+    for path in paths:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        block = (data.get("planner_node") or {}).get("ros__parameters")
+        if block is None:
+            raise ValueError(f"{path}: no planner_node.ros__parameters section")
+        merged = _merge(merged, block)
+    return merged
+
+
+def planning_session_from_params(block: dict) -> PlanningSessionConfig:
+    """PlanningSessionConfig from a planner_node parameter block (node-only keys dropped)."""
     return PlanningSessionConfig.from_dict(
         {k: v for k, v in block.items() if k not in PLANNER_NODE_ONLY}
     )
+
+
+def planning_session_from_yaml(*paths: str | Path) -> PlanningSessionConfig:
+    """PlanningSessionConfig from planner_node params files, layered (read_planner_params)."""
+    return planning_session_from_params(read_planner_params(*paths))
+
+
+def _merge(base: dict, top: dict) -> dict:
+    """base with top's values on top, nested mappings merged key by key."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 @dataclass(frozen=True)
@@ -616,6 +647,14 @@ class PlanningSessionConfig(ConfigBase):
         model: model directory (config.json + safetensors); relative paths are looked up in
             the working directory, then in the package's share directory.
         device: "auto" (cuda when available), "cpu", "cuda" or "cuda:i".
+        backend: what runs the world model's networks: "torch", or "onnxruntime" (the graphs
+            of `wm-ros export-onnx` in `<model>/onnx`, exported afresh to a temporary folder
+            when absent or of other weights; CUDA needs requirements-gpu.txt). The sampler,
+            the cost and the search are the same code for both.
+        precision: "fp32", or "bf16" (the denoiser under bf16 autocast: the GPU fast path;
+            torch backend only; check planning success with `wm-ros eval plan` first).
+        cuda_graphs: replay each denoiser evaluation from a CUDA graph (torch backend on a CUDA
+            device; ignored on CPU).
         urdf: the robot's URDF path; empty means the packaged simulator arm.
         robot_description: URDF XML text; wins over `urdf` when set (the ROS convention).
         camera_translation: (3,) camera optical-frame origin in the robot base frame, metres.
@@ -629,6 +668,9 @@ class PlanningSessionConfig(ConfigBase):
 
     model: str = "models/sim_tabletop"
     device: str = "auto"
+    backend: str = "torch"
+    precision: str = "fp32"
+    cuda_graphs: bool = False
     urdf: str = ""
     robot_description: str = ""
     camera_translation: tuple[float, ...] = SIM_CAMERA_TRANSLATION
@@ -642,6 +684,12 @@ class PlanningSessionConfig(ConfigBase):
         if isinstance(self.planner, dict):
             object.__setattr__(self, "planner", PlannerConfig.from_dict(self.planner))
         _check_camera_pose(self.camera_translation, self.camera_quat_xyzw)
+        if self.backend not in ("torch", "onnxruntime"):
+            raise ValueError(f"backend must be 'torch' or 'onnxruntime', got {self.backend!r}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
+        if self.backend == "onnxruntime" and (self.precision != "fp32" or self.cuda_graphs):
+            raise ValueError("backend onnxruntime runs fp32 without cuda_graphs (torch options)")
         if self.replan_rate_hz <= 0 or self.max_observation_age_s <= 0:
             raise ValueError("replan_rate_hz and max_observation_age_s must be positive")
         if self.max_image_joint_gap_s <= 0:

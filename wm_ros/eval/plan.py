@@ -7,7 +7,9 @@ Planners:
   simulator from the current state and its frames are rendered and encoded with the model's
   autoencoder (the cost sees the same latent space): the upper bound of the cost and CEM
   settings, free of model error;
-- random: the simulator's smooth random policy (the floor).
+- random: the simulator's smooth random policy (the floor);
+- scripted: the simulator's privileged scripted controller, which reads the true state (the
+  controller that made the goals: a check of the task itself, not a planner).
 
 Each control step the simulator's frame and joint state go into the session exactly as
 planner_node receives them; the session replans every `replan_every` steps and the arm follows
@@ -39,7 +41,7 @@ from wm_ros.eval.timing import machine_info, percentile
 
 log = logging.getLogger(__name__)
 
-PLANNERS = ("learned", "oracle", "random")
+PLANNERS = ("learned", "oracle", "random", "scripted")
 
 
 class SimRollout:
@@ -85,47 +87,145 @@ class EpisodeResult:
     replan_ms: list[float] = field(default_factory=list)
 
 
-def run_episode(sim, planner: str, seed: int, *, session=None, oracle=None, replan_every=1):
-    """One closed-loop episode from sim.reset(seed); see the module doc."""
-    from wm_ros.sim.scripted import RandomSmoothPolicy
+@dataclass
+class ReplanRecord:
+    """One replan of a traced episode: the control step it was made at, its best cost, its
+    latency and the best plan's imagined frames (H, S, S, 3) uint8."""
+
+    step: int
+    cost: float
+    ms: float
+    imagined: np.ndarray | None
+
+
+@dataclass
+class EpisodeTrace:
+    """What a report shows of an episode: every camera frame (steps 0..T) and every replan."""
+
+    frames: list[np.ndarray] = field(default_factory=list)
+    replans: list[ReplanRecord] = field(default_factory=list)
+
+
+@dataclass
+class ClosedLoop:
+    """A planner ready for episodes: its kind, the planning session (learned and oracle), the
+    oracle's private simulator, and the image size the simulator must render at."""
+
+    planner: str
+    session: object | None = None
+    oracle: SimRollout | None = None
+    image_size: int = 64
+
+    def close(self) -> None:
+        if self.oracle is not None:
+            self.oracle.close()
+
+
+def make_closed_loop(
+    planner: str,
+    sim_cfg: SimConfig,
+    *,
+    model_dir: Path | str | None = None,
+    cfg: PlanningSessionConfig | None = None,
+    device: str = "cpu",
+) -> ClosedLoop:
+    """Load the model (and prior) and build the session a planner needs; sim_cfg's image size
+    is replaced by the model's. Raises CheckpointError / ValueError on a bad model or config."""
+    from wm_ros.model import load_model
+    from wm_ros.planning.prior import has_prior, load_prior
+    from wm_ros.planning.session import PlanningSession, resolve_model_dir
+
+    if planner not in PLANNERS:
+        raise ValueError(f"planner must be one of {PLANNERS}, got {planner!r}")
+    loop = ClosedLoop(planner)
+    if planner in ("random", "scripted"):
+        return loop
+    cfg = cfg or PlanningSessionConfig()
+    directory = resolve_model_dir(str(model_dir or cfg.model))
+    model = load_model(directory, device)
+    prior = None
+    if cfg.planner.use_prior and has_prior(directory):
+        prior = load_prior(directory, device)
+    loop.session = PlanningSession(cfg, model, prior)
+    loop.image_size = model.cfg.image_size
+    if planner == "oracle":
+        size = loop.image_size
+        loop.oracle = SimRollout(sim_cfg.replace(image_width=size, image_height=size), model)
+    return loop
+
+
+def run_episode(
+    sim,
+    loop: ClosedLoop,
+    seed: int,
+    *,
+    replan_every: int = 1,
+    trace: EpisodeTrace | None = None,
+) -> EpisodeResult:
+    """One closed-loop episode from sim.reset(seed) (module doc); with a trace, every frame
+    and every replan's imagined frames are kept for a report."""
+    from wm_ros.sim.scripted import RandomSmoothPolicy, scripted_policy
 
     sim.reset(seed)
     task = sim.task
     start = task.distance(sim)
     result = EpisodeResult(seed, False, 0, start, start)
-    random_policy = None
-    if planner == "random":
-        random_policy = RandomSmoothPolicy(seed)
-        random_policy.reset(sim)
+    session, policy = loop.session, None
+    if loop.planner == "random":
+        policy = RandomSmoothPolicy(seed)
+    elif loop.planner == "scripted":
+        policy = scripted_policy(task)
+    if policy is not None:
+        policy.reset(sim)
     else:
         cam = sim.camera_model()
         session.reset()
         session.set_camera(cam.width, cam.height, cam.k.ravel(), cam.d)
         session.set_goal(task.goal_image)
     plan, k = None, 0
+    frame = sim.render() if trace is not None or policy is None else None
     for step in range(sim.cfg.task.episode_steps):
-        if random_policy is not None:
-            target = random_policy(sim)
+        if trace is not None:
+            trace.frames.append(frame)
+        if policy is not None:
+            target = policy(sim)
         else:
             now = sim.time
-            session.add_image(sim.render(), now)
+            session.add_image(frame, now)
             session.set_joints(sim.joint_names, sim.joint_positions(), now)
             if plan is None or k >= min(replan_every, len(plan)):
                 t0 = time.perf_counter()
-                if oracle is not None:
-                    oracle.set_state(sim.get_state())
-                out, _ = session.replan(now, rollout=oracle, imagine=False)
-                result.replan_ms.append((time.perf_counter() - t0) * 1e3)
+                if loop.oracle is not None:
+                    loop.oracle.set_state(sim.get_state())
+                out, _ = session.replan(now, rollout=loop.oracle, imagine=trace is not None)
+                ms = (time.perf_counter() - t0) * 1e3
+                result.replan_ms.append(ms)
+                if trace is not None:
+                    record = ReplanRecord(step, out.cost, ms, session.imagined_frames(out))
+                    trace.replans.append(record)
                 plan, k = out.targets, 0
             target = plan[k]
             k += 1
         sim.step(target)
         result.steps = step + 1
+        if trace is not None or policy is None:
+            frame = sim.render()
         if task.success(sim):
             result.success = True
             break
+    if trace is not None:
+        trace.frames.append(frame)
     result.final_distance = task.distance(sim)
     return result
+
+
+def latency_percentiles(latencies_ms: list[float]) -> dict[str, float | None]:
+    """p50/p95/p99 of replan latencies (None when nothing was planned)."""
+    ordered = sorted(latencies_ms)
+    return {
+        q: (percentile(ordered, v) if ordered else None)
+        for q, v in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
+    }
 
 
 def evaluate_planner(
@@ -142,46 +242,27 @@ def evaluate_planner(
     progress: bool = True,
 ) -> dict:
     """Closed-loop figures of one planner on `episodes` seeded episodes (module doc)."""
-    from wm_ros.model import load_model
-    from wm_ros.planning.prior import has_prior, load_prior
-    from wm_ros.planning.session import PlanningSession, resolve_model_dir
     from wm_ros.sim import TabletopSim
 
-    if planner not in PLANNERS:
-        raise ValueError(f"planner must be one of {PLANNERS}, got {planner!r}")
     cfg = cfg or PlanningSessionConfig()
-    session = oracle = None
-    size = 64
-    if planner != "random":
-        directory = resolve_model_dir(str(model_dir or cfg.model))
-        model = load_model(directory, device)
-        size = model.cfg.image_size
-        prior = None
-        if cfg.planner.use_prior and has_prior(directory):
-            prior = load_prior(directory, device)
-        session = PlanningSession(cfg, model, prior)
     task_cfg = TaskConfig(kind=task)
     if episode_steps is not None:
         task_cfg = task_cfg.replace(episode_steps=episode_steps)
-    sim_cfg = SimConfig(image_width=size, image_height=size, task=task_cfg, seed=seed)
-    if planner == "oracle":
-        oracle = SimRollout(sim_cfg, session.model)
+    sim_cfg = SimConfig(task=task_cfg, seed=seed)
+    loop = make_closed_loop(planner, sim_cfg, model_dir=model_dir, cfg=cfg, device=device)
+    sim_cfg = sim_cfg.replace(image_width=loop.image_size, image_height=loop.image_size)
     results = []
     try:
         with TabletopSim(sim_cfg) as sim:
             seeds = range(seed, seed + episodes)
             bar = tqdm(seeds, desc=f"eval plan {planner}", disable=not progress)
             for s in bar:
-                r = run_episode(
-                    sim, planner, s, session=session, oracle=oracle, replan_every=replan_every
-                )
-                results.append(r)
+                results.append(run_episode(sim, loop, s, replan_every=replan_every))
                 bar.set_postfix(success=f"{np.mean([x.success for x in results]):.2f}")
     finally:
-        if oracle is not None:
-            oracle.close()
-    latencies = sorted(ms for r in results for ms in r.replan_ms)
+        loop.close()
     final = np.array([r.final_distance for r in results])
+    planned = planner in ("learned", "oracle")
     return {
         "task": task,
         "planner": planner,
@@ -189,13 +270,10 @@ def evaluate_planner(
         "seed": seed,
         "success_rate": float(np.mean([r.success for r in results])),
         "final_distance": {"mean": float(final.mean()), "median": float(np.median(final))},
-        "latency_ms": {
-            q: (percentile(latencies, v) if latencies else None)
-            for q, v in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
-        },
+        "latency_ms": latency_percentiles([ms for r in results for ms in r.replan_ms]),
         "replan_every": replan_every,
         "episode_steps": task_cfg.episode_steps,
-        "model": None if planner == "random" else str(model_dir or cfg.model),
+        "model": str(model_dir or cfg.model) if planned else None,
         "planner_config": cfg.planner.to_dict(),
         "machine": machine_info(),
         "device": device,
@@ -216,7 +294,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from wm_ros.model import CheckpointError
     from wm_ros.train import resolve_device
 
-    cfg = planning_session_from_yaml(args.config) if args.config else PlanningSessionConfig()
+    cfg = planning_session_from_yaml(*args.config) if args.config else PlanningSessionConfig()
     cem = {"num_samples": args.samples, "num_elites": args.elites, "iterations": args.iterations}
     try:
         cem_cfg = cfg.planner.cem.replace(**{k: v for k, v in cem.items() if v is not None})
@@ -263,7 +341,12 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="first episode seed (S, S+1, ...)")
     parser.add_argument("--json", type=Path, required=True, help="write the figures here")
     parser.add_argument("--model", type=Path, help="model directory (default: the config's)")
-    parser.add_argument("--config", type=Path, help="planner params YAML (config/planner.yaml)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        action="append",
+        help="planner params YAML (config/planner.yaml); repeat to layer (later wins)",
+    )
     parser.add_argument("--steps", type=int, help="override the task's episode_steps")
     parser.add_argument("--replan-every", type=int, default=1, help="control steps per replan")
     parser.add_argument("--samples", type=int, help="override planner.cem.num_samples")

@@ -60,6 +60,7 @@ PUCK_MOVING_PX = 1.0  # true centroid displacement that makes a window count for
 # Half-size of the square the predicted puck centroid is measured in, as a fraction of the
 # image side: about the simulator puck's radius (3 px at 64 px).
 PUCK_BLOB_FRACTION = 3 / 64
+BASELINES = ("copy_last", "base_only", "autoencoder")
 METRICS = ("psnr", "ssim", "arm_iou", "puck_err_px", "puck_missing")  # per step 1..L
 SUMMARY = (  # single figures: at step H (one model chunk), at step L, or over steps 1..H
     "psnr_at_H",
@@ -107,6 +108,21 @@ def choose_windows(
         rng = np.random.default_rng([seed, e])
         picks = np.sort(rng.choice(starts, size=min(per_episode, len(starts)), replace=False))
         out += [(e, int(s)) for s in picks]
+    return out
+
+
+def strided_windows(
+    lengths: Sequence[int], span: int, memory: int, stride: int
+) -> list[tuple[int, int]]:
+    """(episode, start) pairs every `stride` frames of each episode (a long recording scored
+    end to end), starting at min(memory, last start) so memory holds real frames."""
+    if stride < 1:
+        raise ValueError(f"window stride must be >= 1, got {stride}")
+    out = []
+    for e, n in enumerate(lengths):
+        last = n - span
+        if last >= 0:
+            out += [(e, int(s)) for s in range(min(memory, last), last + 1, stride)]
     return out
 
 
@@ -215,6 +231,10 @@ def evaluate_prediction(
     examples: list[PredictionExample] | None = None,
     max_examples: int = 4,
     progress: bool = True,
+    stride: int | None = None,
+    worst_examples: bool = False,
+    per_window: bool = False,
+    baselines: Sequence[str] = BASELINES,
 ) -> dict:
     """Open-loop prediction metrics of `model` on `episodes` (module doc).
 
@@ -232,6 +252,15 @@ def evaluate_prediction(
         examples: when a list, the first window of each of the first `max_examples` episodes
             is appended to it as a PredictionExample (for `prediction_grid`).
         progress: show a tqdm bar over windows.
+        stride: when set, windows start every `stride` frames of each episode (all of a long
+            recording) instead of `windows_per_episode` random starts.
+        worst_examples: `examples` gets the `max_examples` windows with the lowest mean model
+            PSNR over steps 1..L (worst first) instead of one per episode.
+        per_window: add "per_window": the model's mean PSNR and SSIM over steps 1..L of every
+            window, with its episode and start.
+        baselines: the baselines computed (of BASELINES; copy_last is always there, it is
+            free); the others are null. base_only and autoencoder decode a second and a third
+            set of frames: leaving them out roughly halves the time per window.
     Returns:
         JSON-ready dict: "model", "episodes", "horizon" (= L, the length of every per-step
         list), "model_horizon" (H), "windows", "steps", "seed", "device", "wall_s",
@@ -252,7 +281,11 @@ def evaluate_prediction(
         raise ValueError("horizon_multiple, steps, windows_per_episode, batch_size must be >= 1")
     length = horizon_multiple * h
     _check_episodes(model, episodes, k + length)
-    windows = choose_windows([len(ep) for ep in episodes], k + length, m, windows_per_episode, seed)
+    lengths = [len(ep) for ep in episodes]
+    if stride is None:
+        windows = choose_windows(lengths, k + length, m, windows_per_episode, seed)
+    else:
+        windows = strided_windows(lengths, k + length, m, stride)
     notes: list[str] = []
     skipped = sum(1 for ep in episodes if len(ep) < k + length)
     if skipped:
@@ -273,7 +306,11 @@ def evaluate_prediction(
         )
     if cfg.conditioning == "prompt" and renderer is None:
         renderer = model_prompt_renderer(cfg, device)
+    unknown = sorted(set(baselines) - set(BASELINES))
+    if unknown:
+        raise ValueError(f"unknown baseline(s) {unknown}; choose from {list(BASELINES)}")
     has_base_only = model.base is not None and model.adapter is not None
+    has_base_only &= "base_only" in baselines
     if model.base is None:
         notes.append("adapter-only model: no base_only baseline")
     elif model.adapter is None:
@@ -306,9 +343,10 @@ def evaluate_prediction(
                 model.rollout(z_ctx, z_mem, cond, length=length, steps=steps, generator=gen_model)
             ),
             "copy_last": x[:, m + k - 1 : m + k].expand_as(truth),
-            "autoencoder": model.decode(model.encode(truth)),
             "classifier": truth,  # scored on its masks only
         }
+        if "autoencoder" in baselines:
+            preds["autoencoder"] = model.decode(model.encode(truth))
         if has_base_only:
             z_base = model.rollout(
                 z_ctx, z_mem, None, length=length, steps=steps, generator=gen_base,
@@ -329,9 +367,10 @@ def evaluate_prediction(
                 per_frame[meth].setdefault(key, []).append(val.cpu())
         if examples is not None:
             for j, (e, s) in enumerate(batch):
-                if e in example_eps or len(example_eps) >= max_examples:
-                    continue
-                example_eps.add(e)
+                if not worst_examples:  # the first window of each of the first episodes
+                    if e in example_eps or len(example_eps) >= max_examples:
+                        continue
+                    example_eps.add(e)
                 examples.append(
                     PredictionExample(
                         episode_seed=episodes[e].seed,
@@ -343,6 +382,9 @@ def evaluate_prediction(
                         psnr=per_frame["model"]["psnr"][-1][j].numpy(),
                     )
                 )
+            if worst_examples:  # keep only the worst few (lowest mean PSNR first): bounded
+                examples.sort(key=lambda ex: float(np.mean(ex.psnr)))
+                del examples[max_examples:]
         bar.update(len(batch))
     bar.close()
 
@@ -361,7 +403,7 @@ def evaluate_prediction(
         }
     else:
         results.pop("classifier", None)
-    if not has_base_only and model.base is not None:
+    if model.base is not None and model.adapter is None:
         results["base_only"] = results["model"]  # action-free: the model is its base
     wall = time.perf_counter() - t0
     return {
@@ -383,13 +425,23 @@ def evaluate_prediction(
         "baselines": {
             "copy_last": results["copy_last"],
             "base_only": results.get("base_only"),
-            "autoencoder": results["autoencoder"],
+            "autoencoder": results.get("autoencoder"),
         },
         "classifier": classifier,
         "puck_moving_threshold_px": PUCK_MOVING_PX,
         "puck_moving_windows": None if moving is None else moving.sum(0).tolist(),
         "notes": notes,
+        **({"per_window": _per_window(windows, scores["model"])} if per_window else {}),
     }
+
+
+def _per_window(windows: list[tuple[int, int]], scores: dict[str, torch.Tensor]) -> list[dict]:
+    """The model's mean PSNR / SSIM over steps 1..L per window (same order as `windows`)."""
+    psnr_w, ssim_w = scores["psnr"].mean(dim=1).tolist(), scores["ssim"].mean(dim=1).tolist()
+    return [
+        {"episode": e, "start": s, "psnr": p, "ssim": q}
+        for (e, s), p, q in zip(windows, psnr_w, ssim_w, strict=True)
+    ]
 
 
 def prediction_grid(examples: Sequence[PredictionExample], scale: int = 2) -> np.ndarray:

@@ -127,6 +127,11 @@ class ForwardKinematics:
 
     def _compose(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Link rotations (L, 3, 3, B) and origins (L, 3, B), base frame, batch last."""
+        rots, trans = self._compose_links(q)
+        return torch.stack(rots), torch.stack(trans)
+
+    def _compose_links(self, q: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Per link (model order): rotation (3, 3, B) and origin (3, B), base frame."""
         self._check(q)
         flat = q.reshape(-1, self.num_joints)  # (B, J)
         batch = flat.shape[0]
@@ -146,7 +151,7 @@ class ForwardKinematics:
             origin = trans[self.base_index]
             rots = [_matmul3(base_t, r) for r in rots]
             trans = [_matvec3(base_t, t - origin) for t in trans]
-        return torch.stack(rots), torch.stack(trans)
+        return rots, trans
 
     def rotations_translations(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Link rotations (..., L, 3, 3) and origins (..., L, 3), base frame, at `q` (..., J)."""
@@ -184,13 +189,14 @@ class ForwardKinematics:
             links: (K,) link indices (model order).
             offsets: (K, 3) points in those links' frames, metres.
         """
-        rot, pos = self._compose(q)  # (L, 3, 3, B), (L, 3, B)
-        index = torch.as_tensor(list(links), device=q.device, dtype=torch.long)
+        # Only the links asked for are stacked: (K, 3, B), no (L, 3, 3, B) copy of rotations.
+        rots, trans = self._compose_links(q)
+        links = [int(i) for i in links]
         offsets = np.asarray(offsets, dtype=np.float64).reshape(-1, 3)
-        points = pos.index_select(0, index)  # (K, 3, B)
+        points = torch.stack([trans[i] for i in links])  # (K, 3, B)
         for k in np.flatnonzero(np.any(offsets != 0, axis=1)):  # points off their link's origin
             off = torch.as_tensor(offsets[k], device=q.device, dtype=q.dtype)
-            points[k] += (rot[int(index[k])] * off[None, :, None]).sum(1)
+            points[k] += (rots[links[k]] * off[None, :, None]).sum(1)
         return points.permute(2, 0, 1).reshape(*q.shape[:-1], len(offsets), 3)
 
 

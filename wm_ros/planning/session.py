@@ -5,10 +5,15 @@ call the same methods in-process. Every replan checks its inputs first and raise
 (with a reason that goes on /diagnostics) rather than plan from stale or inconsistent data:
 no camera info / image / joint state / goal yet, an image older than max_observation_age_s, or
 a joint state further than max_image_joint_gap_s from the image.
+
+Thread safety: inputs may arrive on other threads while a replan runs (planner_node's
+multi-threaded executor). A lock guards the inputs; a replan takes a consistent snapshot of them
+under the lock and plans outside it, so the history keeps filling meanwhile.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,8 +25,10 @@ from PIL import Image
 from wm_ros.camera import CameraModel
 from wm_ros.config import PlanningSessionConfig, PromptConfig
 from wm_ros.kinematics.urdf import RobotModel, load_urdf
+from wm_ros.model.autoencoder import to_uint8_images
 from wm_ros.paths import ARM_URDF, share_dir
 from wm_ros.planning.actions import JointDeltaActions
+from wm_ros.planning.backends import planning_world
 from wm_ros.planning.planner import Planner, PlanResult, WorldModelRollout
 
 
@@ -82,6 +89,8 @@ class PlanningSession:
     Args:
         cfg: the session settings.
         model: the world model (eval mode, on its device); prior: its action prior or None.
+            cfg.backend / precision / cuda_graphs pick what runs it (`self.world`,
+            wm_ros.planning.backends); the goal, context and candidates all go through that.
     Raises:
         ValueError: a URDF that cannot be read, a planner horizon other than the model's, a
             prior over other joints than the robot's.
@@ -114,12 +123,16 @@ class PlanningSession:
                 f"{self.joint_names}"
             )
         self.planner = Planner(pc, self.actions, prior=prior)
+        self.world = planning_world(model, cfg, resolve_model_dir(cfg.model) / "onnx")
         self.history = FrameHistory(mc.memory + mc.context, pc.dt, mc.image_size)
         self.rollout: WorldModelRollout | None = None
         self.camera: CameraModel | None = None
         self._joints: tuple[np.ndarray, float] | None = None
         self._goal: torch.Tensor | None = None
+        self._goal_image: np.ndarray | None = None  # at the model's size
+        self._goal_generation = 0  # bumped by every set_goal: a replan spanning one is dropped
         self._last_plan_stamp: float | None = None
+        self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ inputs
 
@@ -139,7 +152,8 @@ class PlanningSession:
                 d=np.asarray(d, dtype=np.float64),
             )
         except ValueError as err:
-            self.camera, self.rollout = None, None
+            with self._lock:
+                self.camera, self.rollout = None, None
             raise PlanSkippedError("bad_camera_info", f"camera info unusable: {err}") from None
         s = self.model.cfg.image_size
         cam = cam.with_size(s, s)
@@ -153,20 +167,22 @@ class PlanningSession:
             if self.model.cfg.conditioning == "prompt"
             else None
         )
-        self.camera = cam
-        self.rollout = WorldModelRollout(
-            self.model,
+        rollout = WorldModelRollout(
+            self.world,
             renderer,
             self.joint_names,
             sampler_steps=self.cfg.planner.sampler_steps,
             seed=self.cfg.planner.seed,
         )
+        with self._lock:
+            self.camera, self.rollout = cam, rollout
 
     def add_image(self, image: np.ndarray, stamp: float) -> None:
         """(H, W, 3) uint8 RGB camera frame with its stamp, s."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise PlanSkippedError("bad_image", f"expected (H, W, 3) uint8 RGB, got {image.shape}")
-        self.history.add(image, stamp)
+        with self._lock:
+            self.history.add(image, stamp)
 
     def set_joints(self, names: Sequence[str], positions: Sequence[float], stamp: float) -> None:
         """A joint state, matched by name (extra joints ignored).
@@ -178,28 +194,39 @@ class PlanningSession:
         missing = [n for n in self.joint_names if n not in lookup]
         if missing:
             raise PlanSkippedError("joint_state_mismatch", f"joint state lacks joints {missing}")
-        self._joints = (np.array([lookup[n] for n in self.joint_names], dtype=np.float64), stamp)
+        joints = np.array([lookup[n] for n in self.joint_names], dtype=np.float64)
+        with self._lock:
+            self._joints = (joints, stamp)
 
     def set_goal(self, image: np.ndarray) -> None:
         """The goal image (any size, RGB uint8); a new goal forgets the previous plan."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise PlanSkippedError("bad_goal", f"expected (H, W, 3) uint8 RGB, got {image.shape}")
+        goal = to_model_size(image, self.model.cfg.image_size)
+        if self._goal_image is not None and np.array_equal(goal, self._goal_image):
+            return  # the same goal again (a re-sent latched message): keep planning toward it
         with torch.no_grad():
-            goal = to_model_size(image, self.model.cfg.image_size)
-            self._goal = self.model.encode_frames(goal[None])[0]
-        self.planner.reset()
-        self._last_plan_stamp = None
+            latent = self.world.encode_frames(goal[None])[0]
+        with self._lock:
+            self._goal_image = goal
+            self._goal = latent
+            self._goal_generation += 1
+            self.planner.reset()
+            self._last_plan_stamp = None
 
     def reset(self) -> None:
         """A new episode: no frames, no previous plan (the goal is kept until replaced)."""
-        self.history.clear()
-        self.planner.reset()
-        self._last_plan_stamp = None
+        with self._lock:
+            self.history.clear()
+            self._goal_generation += 1  # a replan still running belongs to the old episode
+            self.planner.reset()
+            self._last_plan_stamp = None
 
     # ------------------------------------------------------------------ planning
 
     def check(self, now: float) -> tuple[np.ndarray, float]:
-        """The joints and image stamp to plan from, or PlanSkippedError saying what is wrong."""
+        """The joints and image stamp to plan from, or PlanSkippedError saying what is wrong
+        (the caller holds the lock, or no other thread feeds the session)."""
         if self.rollout is None:
             raise PlanSkippedError("no_camera_info", "no usable camera info yet")
         stamp = self.history.latest_stamp
@@ -230,20 +257,35 @@ class PlanningSession:
         candidates (the oracle planner's simulator); the context still comes from the frames.
         imagine: also return the best plan's imagined latents (one more rollout).
         """
-        q, stamp = self.check(now)
-        assert self.rollout is not None and self._goal is not None  # check() made sure
-        self.rollout.set_context(self.history.frames())
-        scorer = rollout if rollout is not None else self.rollout
-        elapsed = 1
-        if self._last_plan_stamp is not None:  # warm start from where the last plan is now
-            elapsed = max(1, round((stamp - self._last_plan_stamp) / self.cfg.planner.dt))
+        with self._lock:  # a consistent snapshot; the inputs keep arriving while we plan
+            q, stamp = self.check(now)
+            model_rollout, goal, generation = self.rollout, self._goal, self._goal_generation
+            frames = self.history.frames()
+            elapsed = 1
+            if self._last_plan_stamp is not None:  # warm start from where the last plan is now
+                elapsed = max(1, round((stamp - self._last_plan_stamp) / self.cfg.planner.dt))
+        assert model_rollout is not None and goal is not None  # check() made sure
+        model_rollout.set_context(frames)
         result = self.planner.plan(
             q,
-            scorer,
-            self._goal,
-            context=self.rollout.context,
+            model_rollout if rollout is None else rollout,
+            goal,
+            context=model_rollout.context,
             elapsed_steps=elapsed,
             imagine=imagine,
         )
-        self._last_plan_stamp = stamp
+        with self._lock:
+            if generation != self._goal_generation:
+                # The goal (or episode) changed meanwhile: neither publish nor warm start this.
+                self.planner.reset()
+                raise PlanSkippedError("goal_changed", "the goal changed during the replan")
+            self._last_plan_stamp = stamp
         return result, stamp
+
+    @torch.no_grad()
+    def imagined_frames(self, result: PlanResult) -> np.ndarray | None:
+        """(H, S, S, 3) uint8: the best plan's imagined latents decoded (None when the replan
+        was not asked to imagine)."""
+        if result.latents is None:
+            return None
+        return to_uint8_images(self.world.decode(result.latents))

@@ -139,10 +139,9 @@ class SkeletonRasterizer:
             raise ValueError(f"too many skeleton elements to draw ({self.num_colors})")
         # The scatter target: int16 while keys fit (a 256 x 8 x 64 x 64 map is 16 MB: cache).
         self.key_dtype = torch.int16 if max_key <= 2**15 else torch.int32
-        # Candidates are transposed as one integer: key << _index_bits | pixel index (`draw`).
-        self._index_bits = (self.height * self.width - 1).bit_length()
-        fits32 = (max_key << self._index_bits) < 2**31
-        self._packed_dtype = torch.int32 if fits32 else torch.int64
+        # Candidate pixel indices are transposed in the narrowest integer type (`draw`).
+        pixels = self.height * self.width
+        self._pixel_dtype = torch.int16 if pixels <= 2**15 else torch.int32
         colors = np.concatenate([style.edge_colors, style.dot_colors]).reshape(self.num_colors, -1)
         levels = np.arange(_LEVELS) / (_LEVELS - 1)
         table = levels[:, None, None] * colors[None]  # (levels, colours, C)
@@ -462,19 +461,16 @@ class SkeletonRasterizer:
             self._segment_pixels(*seg, c, index_f[:n_seg], keys_f[:n_seg])
         self._dots(ux, uy, dep, c, index_out=index_f[n_seg:], keys_out=keys_f[n_seg:])
         # (N, B) float candidates -> (B, N) integers. A transposing copy is the slow part (torch
-        # does it on one thread), so the key and the pixel index are packed into one integer,
-        # transposed once, and unpacked: key << bits | index. The index is widened to int64,
-        # which torch's scatter/gather want (their int32 path is slower).
-        bits = self._index_bits
-        packed = self._workspace_tensor("a", (count, batch), self._packed_dtype, dev)
-        index32 = self._workspace_tensor("b", (count, batch), self._packed_dtype, dev)
-        packed.copy_(keys_f).bitwise_left_shift_(bits).bitwise_or_(index32.copy_(index_f))
-        packed_t = self._workspace_tensor("c", (batch, count), self._packed_dtype, dev)
-        packed_t.copy_(packed.t())
-        index = self._workspace_tensor("index", (batch, count), torch.int64, dev)
-        torch.bitwise_and(packed_t, (1 << bits) - 1, out=index)
-        keys = self._workspace_tensor("d", (batch, count), small.dtype, dev)
-        torch.bitwise_right_shift(packed_t, bits, out=keys)
+        # does it on one thread, fast only without a dtype change), so keys and pixel indices are
+        # narrowed first (int16 for 64x64 prompts: exact, they are integers below 2**15) and
+        # transposed as such; then the index is widened to the int64 that scatter/gather want.
+        keys_n = self._workspace_tensor("a", (count, batch), small.dtype, dev).copy_(keys_f)
+        index_n = self._workspace_tensor("b", (count, batch), self._pixel_dtype, dev)
+        index_n.copy_(index_f)
+        keys = self._workspace_tensor("d", (batch, count), small.dtype, dev).copy_(keys_n.t())
+        index_t = self._workspace_tensor("c", (batch, count), self._pixel_dtype, dev)
+        index_t.copy_(index_n.t())
+        index = self._workspace_tensor("index", (batch, count), torch.int64, dev).copy_(index_t)
         # Invalid candidates never exist: indices are clamped into the image and a candidate
         # with zero coverage has level 0, which decodes to black.
         small.scatter_reduce_(1, index, keys, "amax")

@@ -13,6 +13,8 @@ rclpy serialises or receives (`raw=True` subscriptions); nothing is deserialised
 - `open_bag` / `BagReader`: topics, counts and time range; raw or deserialised messages. Errors
   are `BagNotFoundError`, `NotABagError`, `CorruptBagError`, `UnknownTopicError`, all
   `BagError`s with a message that names the path or topic.
+- `salvage_mcap`: the complete messages of an MCAP file that cannot be opened (killed while
+  recording, cut short), read front to back without its index.
 - `record(...)`: an rclpy node that subscribes (raw) to the requested topics, or all, as they
   appear, with QoS adapted to their publishers (latched topics are recorded), and writes what it
   receives with receive timestamps until a stop event, a duration, SIGINT or SIGTERM.
@@ -57,7 +59,7 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosgraph_msgs.msg import Clock
 
 from wm_ros.ros.conversions import ns_to_time
-from wm_ros.ros.qos import from_bag_qos, recorder_qos, reliable_qos, to_bag_qos
+from wm_ros.ros.qos import from_bag_qos, latched_qos, recorder_qos, reliable_qos, to_bag_qos
 
 __all__ = [
     "STORAGES",
@@ -71,6 +73,7 @@ __all__ = [
     "NotABagError",
     "PlaySummary",
     "RecordSummary",
+    "SalvagedBag",
     "TopicInfo",
     "UnknownTopicError",
     "add_bag_arguments",
@@ -79,6 +82,7 @@ __all__ = [
     "open_bag",
     "play",
     "record",
+    "salvage_mcap",
 ]
 
 log = logging.getLogger(__name__)
@@ -690,6 +694,107 @@ def open_bag(path: str | os.PathLike) -> BagReader:
     return BagReader(path)
 
 
+_MCAP_MAGIC = b"\x89MCAP0\r\n"
+
+
+@dataclass
+class SalvagedBag:
+    """What `salvage_mcap` could read from a damaged MCAP file.
+
+    Attributes:
+        topics: topic -> message type of the channels seen before the damage.
+        messages: the complete messages before the damage, in file order.
+        error: why reading stopped ("" when the file ended cleanly).
+    """
+
+    topics: dict[str, str]
+    messages: list[BagMessage]
+    error: str = ""
+
+
+def _mcap_string(buf: memoryview, at: int) -> tuple[str, int]:
+    (n,) = struct.unpack_from("<I", buf, at)
+    return bytes(buf[at + 4 : at + 4 + n]).decode(), at + 4 + n
+
+
+def _mcap_decompress(data: bytes, compression: str, size: int) -> bytes:
+    if compression == "":
+        return data
+    if compression == "zstd":
+        from backports import zstd  # what rosbags itself reads MCAP chunks with
+
+        return zstd.decompress(data)
+    if compression == "lz4":
+        from lz4.frame import decompress
+
+        return decompress(data)
+    raise ValueError(f"unsupported MCAP chunk compression {compression!r}")
+
+
+def salvage_mcap(path: str | os.PathLike, topics: Iterable[str] | None = None) -> SalvagedBag:
+    """Read the messages of an MCAP file front to back without its index or summary (a
+    recording that was killed, or a file cut short), stopping at the first incomplete record.
+
+    Args:
+        path: the .mcap file, or a bag directory holding one.
+        topics: keep only these topics (all when None).
+    Raises:
+        NotABagError: no .mcap file, or one without the MCAP magic.
+    """
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(path.glob("*.mcap"))
+        if not files:
+            raise NotABagError(f"no .mcap file in {path}")
+        path = files[0]
+    raw = path.read_bytes()
+    if not raw.startswith(_MCAP_MAGIC):
+        raise NotABagError(f"not an MCAP file: {path}")
+    wanted = None if topics is None else set(topics)
+    schemas: dict[int, str] = {}
+    channels: dict[int, tuple[str, str]] = {}  # id -> (topic, msgtype)
+    out = SalvagedBag({}, [])
+
+    def records(buf: memoryview, at: int, end: int, top: bool) -> int:
+        while at + 9 <= end:
+            op, size = buf[at], struct.unpack_from("<Q", buf, at + 1)[0]
+            body = at + 9
+            if body + size > end:
+                if top:
+                    out.error = f"record at byte {at} cut short ({end - body} of {size} bytes)"
+                return at
+            if op == 0x03:  # schema: id, name, encoding, data
+                (sid,) = struct.unpack_from("<H", buf, body)
+                schemas[sid], _ = _mcap_string(buf, body + 2)
+            elif op == 0x04:  # channel: id, schema id, topic, encoding, metadata
+                cid, sid = struct.unpack_from("<HH", buf, body)
+                topic, _ = _mcap_string(buf, body + 4)
+                channels[cid] = (topic, schemas.get(sid, ""))
+                out.topics[topic] = schemas.get(sid, "")
+            elif op == 0x05:  # message: channel, sequence, log time, publish time, data
+                cid, _, log_time, _ = struct.unpack_from("<HIQQ", buf, body)
+                topic, msgtype = channels.get(cid, ("", ""))
+                if topic and (wanted is None or topic in wanted):
+                    data = bytes(buf[body + 22 : body + size])
+                    out.messages.append(BagMessage(topic, msgtype, int(log_time), data))
+            elif op == 0x06:  # chunk: start, end, size, crc, compression, records
+                usize, _crc = struct.unpack_from("<QI", buf, body + 16)
+                compression, at2 = _mcap_string(buf, body + 28)
+                (csize,) = struct.unpack_from("<Q", buf, at2)
+                inner = _mcap_decompress(bytes(buf[at2 + 8 : at2 + 8 + csize]), compression, usize)
+                records(memoryview(inner), 0, len(inner), top=False)
+            elif op == 0x0F and top:  # data end: the summary follows
+                return at
+            at = body + size
+        return at
+
+    try:
+        records(memoryview(raw), len(_MCAP_MAGIC), len(raw), top=True)
+    except (struct.error, ValueError, UnicodeDecodeError, *_READ_ERRORS) as err:
+        out.error = _one_line(err) or type(err).__name__
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # ROS sessions and signals
 # --------------------------------------------------------------------------------------------
@@ -1050,6 +1155,7 @@ def play(  # noqa: PLR0917 (the positional order is the documented interface)
     clock_hz: float = 40.0,
     wait_for_subscribers: int = 0,
     wait_timeout: float = 10.0,
+    latched: Sequence[str] = (),
 ) -> PlaySummary:
     """Publish a bag's messages (raw bytes) with their original timing divided by `rate`.
 
@@ -1073,6 +1179,9 @@ def play(  # noqa: PLR0917 (the positional order is the documented interface)
         wait_for_subscribers: before publishing, wait (up to `wait_timeout` s) until every
             topic's publisher has at least this many subscriptions.
         wait_timeout: seconds to wait for subscribers.
+        latched: topics published reliable + transient_local (depth 1) whatever the bag
+            recorded (bags written without QoS metadata, e.g. a goal image that a latched
+            subscriber expects).
     Returns:
         PlaySummary with messages published per topic.
     Raises:
@@ -1102,7 +1211,9 @@ def play(  # noqa: PLR0917 (the positional order is the documented interface)
             try:
                 publishers = {
                     t: node.create_publisher(
-                        classes[t], t, from_bag_qos(connections[t].qos, depth=100)
+                        classes[t],
+                        t,
+                        latched_qos() if t in latched else from_bag_qos(connections[t].qos, 100),
                     )
                     for t in selected
                 }
@@ -1180,6 +1291,8 @@ def _cmd_play(args: argparse.Namespace) -> int:
             delay=args.delay,
             clock_hz=args.clock_hz,
             wait_for_subscribers=args.wait_for_subscribers,
+            wait_timeout=args.wait_timeout,
+            latched=args.latched or (),
         )
     except (BagError, ValueError) as err:
         return _fail("play", str(err))
@@ -1218,6 +1331,11 @@ def add_bag_arguments(subparsers: argparse._SubParsersAction) -> None:
     rec.add_argument(
         "--duration", type=_positive, default=None, metavar="S", help="record S seconds"
     )
+    rec.add_argument(
+        "--ros-args",
+        nargs=argparse.REMAINDER,
+        help="accepted and ignored (what a launcher appends: node name remaps, parameters)",
+    )
     rec.set_defaults(func=_cmd_record)
 
     ply = subparsers.add_parser(
@@ -1246,7 +1364,26 @@ def add_bag_arguments(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=0,
         metavar="N",
-        help="wait (up to 10 s) until every topic has N subscribers before playing",
+        help="wait (up to --wait-timeout s) until every topic has N subscribers before playing",
+    )
+    ply.add_argument(
+        "--latched",
+        nargs="+",
+        metavar="T",
+        default=None,
+        help="publish these topics latched (transient_local), whatever the bag recorded",
+    )
+    ply.add_argument(
+        "--wait-timeout",
+        type=_positive,
+        default=10.0,
+        metavar="S",
+        help="seconds --wait-for-subscribers waits at most (default 10)",
+    )
+    ply.add_argument(
+        "--ros-args",
+        nargs=argparse.REMAINDER,
+        help="accepted and ignored (what a launcher appends: node name remaps, parameters)",
     )
     ply.set_defaults(func=_cmd_play)
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
-from sensor_msgs.msg import CameraInfo, Image, JointState
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, JointState
 from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
 from trajectory_msgs.msg import JointTrajectoryPoint
 
@@ -39,10 +39,12 @@ if TYPE_CHECKING:
 __all__ = [
     "camera_info_to_model",
     "camera_model_to_info",
+    "compressed_image_to_rgb",
     "core_to_trajectory_msg",
     "duration_to_ns",
     "duration_to_seconds",
     "encoding_info",
+    "image_msg_to_rgb",
     "image_to_numpy",
     "joint_state_to_vector",
     "ns_to_duration",
@@ -261,6 +263,39 @@ def to_rgb(image: np.ndarray, encoding: str) -> np.ndarray:
     if isinstance(order, slice):
         return image[..., order]
     return np.ascontiguousarray(image[..., order])
+
+
+def compressed_image_to_rgb(msg: CompressedImage) -> np.ndarray:
+    """(H, W, 3) uint8 RGB decoded from a sensor_msgs/CompressedImage (JPEG, PNG, ... via PIL).
+
+    `format` is informational (image_transport writes e.g. "rgb8; jpeg compressed bgr8"): the
+    codec is read from the data itself, and PIL decodes to RGB whatever order the encoder was
+    given, so no channel swap is needed.
+
+    Raises:
+        ValueError: empty data, or data PIL cannot decode (the format string is quoted).
+    """
+    import io
+
+    from PIL import Image as PILImage
+    from PIL import UnidentifiedImageError
+
+    data = bytes(msg.data)
+    if not data:
+        raise ValueError(f"CompressedImage has no data (format {msg.format!r})")
+    try:
+        with PILImage.open(io.BytesIO(data)) as img:
+            return np.asarray(img.convert("RGB"))  # (H, W, 3) uint8
+    except (UnidentifiedImageError, OSError) as err:
+        raise ValueError(f"cannot decode CompressedImage (format {msg.format!r}): {err}") from None
+
+
+def image_msg_to_rgb(msg: Image | CompressedImage) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of a sensor_msgs/Image (8-bit encodings, see `to_rgb`) or a
+    sensor_msgs/CompressedImage (decoded)."""
+    if isinstance(msg, CompressedImage):
+        return compressed_image_to_rgb(msg)
+    return to_rgb(image_to_numpy(msg), msg.encoding)
 
 
 def numpy_to_image(

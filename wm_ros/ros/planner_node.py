@@ -20,14 +20,14 @@ import time
 from collections import Counter
 
 import numpy as np
-import torch
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
 
 from wm_ros.config import PLANNER_NODE_ONLY, PlanningSessionConfig
 from wm_ros.eval.images import grid, labelled_tile
-from wm_ros.model.autoencoder import to_uint8_images
 from wm_ros.planning.session import (
     PlanningSession,
     PlanSkippedError,
@@ -66,7 +66,11 @@ class PlannerNode(LifecycleNode):
         self.diag_pub = self.create_publisher(diagnostics.DiagnosticArray, topics.DIAGNOSTICS, 10)
         self.plan_pub = self.create_lifecycle_publisher(JointTrajectoryMsg, topics.PLAN, 5)
         self.imagined_pub = self.create_lifecycle_publisher(Image, topics.IMAGINED, 2)
-        self.create_timer(1.0, self._publish_diagnostics)
+        # A replan takes long on a CPU: it runs in its own group, so that on the multi-threaded
+        # executor the inputs keep filling the history meanwhile (the session locks them).
+        self._inputs = MutuallyExclusiveCallbackGroup()
+        self._planning = MutuallyExclusiveCallbackGroup()
+        self.create_timer(1.0, self._publish_diagnostics, callback_group=self._inputs)
         if self.autostart:
             self.trigger_configure()
             if self.session is not None:
@@ -98,13 +102,18 @@ class PlannerNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        group = {"callback_group": self._inputs}
         self._subs = [
-            self.create_subscription(Image, topics.IMAGE, self._on_image, 5),
-            self.create_subscription(CameraInfo, topics.CAMERA_INFO, self._on_info, 5),
-            self.create_subscription(JointState, topics.JOINT_STATES, self._on_joints, 20),
-            self.create_subscription(Image, topics.GOAL_IMAGE, self._on_goal, latched_qos()),
+            self.create_subscription(Image, topics.IMAGE, self._on_image, 5, **group),
+            self.create_subscription(CameraInfo, topics.CAMERA_INFO, self._on_info, 5, **group),
+            self.create_subscription(JointState, topics.JOINT_STATES, self._on_joints, 20, **group),
+            self.create_subscription(
+                Image, topics.GOAL_IMAGE, self._on_goal, latched_qos(), **group
+            ),
         ]
-        self._timer = self.create_timer(1.0 / self.cfg.replan_rate_hz, self._replan)
+        self._timer = self.create_timer(
+            1.0 / self.cfg.replan_rate_hz, self._replan, callback_group=self._planning
+        )
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -200,9 +209,7 @@ class PlannerNode(LifecycleNode):
             self.imagined_pub.publish(numpy_to_image(self._imagined(result), "rgb8", stamp))
 
     def _imagined(self, result) -> np.ndarray:
-        with torch.no_grad():
-            frames = self.session.model.decode(result.latents)  # (H, 3, S, S)
-        frames = to_uint8_images(frames)
+        frames = self.session.imagined_frames(result)  # (H, S, S, 3)
         tiles = [labelled_tile(f, f"+{t:.1f}s") for f, t in zip(frames, result.times, strict=True)]
         if self._goal_image is not None:
             goal = to_model_size(self._goal_image, frames.shape[1])
@@ -231,7 +238,8 @@ class PlannerNode(LifecycleNode):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node(PlannerNode, NODE, args)
+    # Two threads: the replan timer and the inputs (see the callback groups).
+    return run_node(PlannerNode, NODE, args, lambda: MultiThreadedExecutor(num_threads=2))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The standard `main()` of every wm_ros node: init, spin on one thread, clean shutdown."""
+"""The standard `main()` of every wm_ros node: init, spin, clean shutdown."""
 
 from __future__ import annotations
 
@@ -6,20 +6,26 @@ import sys
 from collections.abc import Callable
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
 
-def run_node(factory: Callable[[], Node], label: str, args: list[str] | None = None) -> int:
+def run_node(
+    factory: Callable[[], Node],
+    label: str,
+    args: list[str] | None = None,
+    executor: Callable[[], Executor] = SingleThreadedExecutor,
+) -> int:
     """Create the node with `factory`, spin it until Ctrl-C or shutdown, and tear down cleanly.
 
-    All callbacks run on this thread (MuJoCo's EGL renderer must stay on the thread that made
-    it). A ValueError while building the node (bad parameters, a bad URDF) is reported as one
-    line on stderr and exit code 2, without a traceback.
+    By default all callbacks run on this thread (MuJoCo's EGL renderer must stay on the thread
+    that made it); a node whose work may block its inputs passes a multi-threaded executor
+    factory and callback groups. A ValueError while building the node (bad parameters, a bad
+    URDF) is reported as one line on stderr and exit code 2, without a traceback.
     """
     rclpy.init(args=args if args is not None else sys.argv)
     node = None
-    executor = SingleThreadedExecutor()
+    executor = executor()
     try:
         node = factory()
         executor.add_node(node)

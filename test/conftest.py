@@ -42,3 +42,16 @@ def _ros_domain_per_module(request):
         os.environ.pop("ROS_DOMAIN_ID", None)
     else:
         os.environ["ROS_DOMAIN_ID"] = previous
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch intra-op thread for a module (`pytestmark = pytest.mark.usefixtures(...)`):
+    two threads on two busy cores spin against each other (10x slower here), and with xdist
+    each worker already has a core."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

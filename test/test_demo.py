@@ -22,10 +22,10 @@ def test_learned_push_demo_runs_closed_loop_and_writes_its_report(tmp_path):
     outcome = run_demo(tmp_path, seed=11, episodes=1, cfg=TINY_BUDGET, progress=False)
     [e] = outcome.episodes
     assert e.task == "push" and e.seed == 11
-    assert e.replans == -(-e.steps // 4)  # one replan every 4 control steps
+    assert e.replans == -(-e.steps // 2)  # one replan every 2 control steps
     report = json.loads((tmp_path / "demo.json").read_text())
     assert report["planner"] == "learned"
-    assert report["planner_config"]["planner"]["cem"]["num_samples"] == 4
+    assert report["planner_config"]["push"]["planner"]["cem"]["num_samples"] == 4
     assert report["latency_ms"]["p50"] > 0
     assert report["success_rate"] == float(e.success)
     replans = np.asarray(Image.open(tmp_path / "push_seed11_replans.png"))
@@ -75,3 +75,12 @@ def test_demo_with_a_missing_model_fails_with_one_line(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--model", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
     assert "wm-ros demo:" in err and "nope" in err and "Traceback" not in err
+
+
+def test_push_plans_judge_the_scene_and_reach_plans_the_whole_image():
+    from wm_ros.demo import demo_config
+
+    push, reach = demo_config("push"), demo_config("reach")
+    assert push.planner.cost.robot_mask_px > 0 and push.planner.cost.pyramid > 1
+    assert reach.planner.cost.robot_mask_px == 0  # a reach goal is the arm's pose
+    assert push.planner.cem == reach.planner.cem  # the same CPU budget

@@ -44,14 +44,7 @@ TINY = ModelConfig(
 L = 2 * TINY.horizon
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # Two intra-op threads on two busy cores spin against each other (10x slower here); with
-    # xdist each worker already has a core.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

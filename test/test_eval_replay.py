@@ -37,12 +37,7 @@ SEED = 11
 METRIC_KEYS = ("psnr", "ssim", "arm_iou", "puck_err_px")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -84,8 +84,22 @@ def test_a_replan_from_simulator_observations_is_within_limits(session, sim):
     assert result.targets.shape == (4, len(sim.joint_names))
     assert session.actions.check(torch.as_tensor(result.targets, dtype=torch.float32), q) == []
     np.testing.assert_allclose(result.times, [0.1, 0.2, 0.3, 0.4])
-    with pytest.raises(ValueError, match="horizon"):
-        PlanningSession(PlanningSessionConfig(), WorldModel(TINY).eval())  # H 8 vs model's 4
+    bad = PlanningSessionConfig(planner=CFG.planner.replace(horizon=6, knots=0))
+    with pytest.raises(ValueError, match="not a multiple"):
+        PlanningSession(bad, WorldModel(TINY).eval())  # 6 steps vs the model's chunks of 4
+
+
+def test_a_horizon_of_two_model_chunks_is_imagined_chunk_by_chunk(sim):
+    torch.manual_seed(0)
+    cfg = PlanningSessionConfig(planner=CFG.planner.replace(horizon=8))
+    session = PlanningSession(cfg, WorldModel(TINY).eval())
+    feed_camera(session, sim)
+    session.add_image(sim.render(), 10.0)
+    session.set_joints(sim.joint_names, sim.joint_positions(), 10.0)
+    session.set_goal(sim.render())
+    result, _ = session.replan(10.0)
+    assert result.targets.shape == (8, len(sim.joint_names))
+    assert result.latents.shape == (8, *session.model.latent_shape())
 
 
 def test_inputs_arrive_during_a_replan_and_a_goal_change_drops_it(session, sim):
@@ -125,3 +139,18 @@ def test_inputs_arrive_during_a_replan_and_a_goal_change_drops_it(session, sim):
         .max()
         == 0
     )
+
+
+def test_goal_joints_count_only_for_the_goal_image_they_are_stamped_with(session, sim):
+    q = sim.task.goal_joints
+    session.set_goal_joints(sim.joint_names, q, stamp=5.0)  # may arrive before its image
+    assert session.goal_joints() is None  # no goal image yet
+    session.set_goal(sim.task.goal_image, stamp=5.0)
+    np.testing.assert_array_equal(session.goal_joints(), q)
+    session.set_goal(sim.render(), stamp=6.0)  # the next goal: the old pose no longer counts
+    assert session.goal_joints() is None
+    session.set_goal_joints([*sim.joint_names][::-1], q[::-1], stamp=6.0)  # matched by name
+    np.testing.assert_array_equal(session.goal_joints(), q)
+    with pytest.raises(PlanSkippedError) as err:
+        session.set_goal_joints(sim.joint_names, np.full(len(q), np.nan), stamp=6.0)
+    assert err.value.reason == "goal_joint_mismatch"

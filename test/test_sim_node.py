@@ -46,6 +46,7 @@ def sim_node(harness, tmp_path_factory):
         "info": harness.subscribe("/camera/camera_info", CameraInfo),
         "joints": harness.subscribe("/joint_states", JointState, qos=50),
         "goal": harness.subscribe("/wm/goal_image", Image, qos=LATCHED),
+        "goal_joints": harness.subscribe("/wm/goal_joint_states", JointState, qos=LATCHED),
         "diag": harness.subscribe("/diagnostics", DiagnosticArray),
         "clock": harness.subscribe("/clock", Clock, qos=50),
     }
@@ -102,6 +103,11 @@ def test_first_frames_match_a_direct_render(sim_node, direct_sim):
     assert differing < 0.005, f"{differing:.2%} of pixels differ from a direct render"
     goal = image_to_numpy(streams["goal"][0])
     np.testing.assert_array_equal(goal, direct_sim.task.goal_image)
+    assert wait_until(lambda: streams["goal_joints"], 10)
+    goal_joints = streams["goal_joints"][0]  # the goal's pose, stamped like its image
+    assert goal_joints.header.stamp == streams["goal"][0].header.stamp
+    assert list(goal_joints.name) == list(direct_sim.joint_names)
+    np.testing.assert_allclose(goal_joints.position, direct_sim.task.goal_joints)
 
 
 def test_camera_info_matches_the_render(sim_node, direct_sim):

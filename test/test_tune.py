@@ -5,7 +5,6 @@ import json
 
 import pytest
 import rclpy
-import torch
 import yaml
 from rclpy.context import Context
 
@@ -26,12 +25,7 @@ from wm_ros.tune import (
 REPO_PLANNER = "config/planner.yaml"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_pareto_front_and_best_trial():

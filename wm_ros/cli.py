@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_predict_arguments(
         evals.add_parser("predict", help="open-loop prediction metrics on held-out episodes")
     )
-    from wm_ros.eval.plan import add_plan_arguments
+    from wm_ros.eval.plan import PLANNERS, add_plan_arguments
 
     add_plan_arguments(
         evals.add_parser("plan", help="closed-loop success of a planner in the simulator")
@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--planner",
-        choices=("learned", "oracle", "random", "scripted"),
+        choices=PLANNERS,
         default="learned",
         help="learned: the shipped world model; scripted: the simulator's privileged controller",
     )
@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="planner params YAML, repeatable and layered (default: config/planner.yaml + "
         "config/planner_cpu.yaml)",
     )
-    demo.add_argument("--replan-every", type=int, default=4, help="control steps per replan")
+    demo.add_argument("--replan-every", type=int, default=2, help="control steps per replan")
     demo.add_argument("--device", default="cpu", help="torch device of the planner")
     demo.set_defaults(func=_cmd_demo)
     return parser

@@ -533,6 +533,13 @@ class CostConfig(ConfigBase):
             when a goal pose is given).
         smoothness: squared second differences of the targets (q0 first), rad^2.
         limit: squared distance the sampler had to move a candidate into the limits, rad^2.
+        robot_mask_px: pixels (at the model's image size) around the robot's skeleton whose
+            latent cells are left out of the goal distances, in each imagined step and, when
+            the goal's joints are given, in the goal: the goal is judged on the scene (a pushed
+            object), not on the arm's pose. 0: off, the whole image counts.
+        pyramid: scales of the goal distances: 1 compares latent cells; 2 and 3 add 2x2 and
+            4x4 average-pooled cells, so that an object missing its goal by a few cells costs
+            less than one far away.
     """
 
     goal_final: float = 1.0
@@ -540,11 +547,15 @@ class CostConfig(ConfigBase):
     joint_goal: float = 0.0
     smoothness: float = 0.01
     limit: float = 10.0
+    robot_mask_px: float = 0.0
+    pyramid: int = 1
 
     def __post_init__(self) -> None:
         for name, value in self.to_dict().items():
             if value < 0:
                 raise ValueError(f"cost weight {name} must be >= 0, got {value}")
+        if self.pyramid not in (1, 2, 3):
+            raise ValueError(f"pyramid must be 1, 2 or 3, got {self.pyramid}")
 
 
 @dataclass(frozen=True)
@@ -553,7 +564,8 @@ class PlannerConfig(ConfigBase):
     scored through a rollout model.
 
     Attributes:
-        horizon: H control steps planned (the world model's chunk length).
+        horizon: H control steps planned: the world model's chunk length or a multiple of it
+            (imagined chunk by chunk, each from the model's own latest predictions).
         dt: seconds per control step (the simulator's control_dt; the plan's point spacing).
         knots: P knots the H steps interpolate through (0 = one per step).
         joints: joints the planner moves, by name (empty = all actuated joints).
@@ -663,7 +675,7 @@ class PlanningSessionConfig(ConfigBase):
             that one skipped and counted).
         max_observation_age_s: the latest image may be at most this old when a replan starts.
         max_image_joint_gap_s: the joint state used must be at most this far from the image.
-        planner: the search (PlannerConfig); its horizon must equal the model's.
+        planner: the search (PlannerConfig); its horizon is a multiple of the model's.
     """
 
     model: str = "models/sim_tabletop"

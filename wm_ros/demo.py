@@ -5,7 +5,7 @@ Each episode runs the same loop as `wm-ros eval plan` (wm_ros.eval.plan.run_epis
 simulator's frames and joint states go into the planning session exactly as planner_node receives
 them, CEM imagines every candidate with the world model, and the arm follows the best plan,
 replanning every few control steps. The planner settings are config/planner.yaml with the CPU
-budget config/planner_cpu.yaml on top.
+budget config/planner_cpu.yaml and the task's own settings (config/planner_push.yaml) on top.
 
 Report folder, per episode:
 - `<task>_seed<S>.gif`: the camera | what the model imagined for that moment | the goal;
@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -38,6 +38,15 @@ log = logging.getLogger(__name__)
 STRIP_FRAMES = 8  # frames shown per episode strip, evenly spaced
 REPLAN_ROWS = 6  # replans shown in the real-vs-imagined figure, evenly spaced
 DEMO_CONFIGS = ("planner.yaml", "planner_cpu.yaml")  # layered, the later wins
+TASK_CONFIG = "planner_{task}.yaml"  # then the task's own settings, where the package has them
+
+
+def demo_config(task: str) -> PlanningSessionConfig:
+    """The demo's planner settings for a task: DEMO_CONFIGS, then TASK_CONFIG when present."""
+    paths = [config_path(name) for name in DEMO_CONFIGS]
+    with suppress(FileNotFoundError):  # without one, the task plans with the general settings
+        paths.append(config_path(TASK_CONFIG.format(task=task)))
+    return planning_session_from_yaml(*paths)
 
 
 @dataclass
@@ -60,6 +69,8 @@ class EpisodeResult:
 
 @dataclass
 class DemoOutcome:
+    """What `run_demo` did: the report folder, the controller's description, the episodes."""
+
     out: Path
     controller: str
     episodes: list[EpisodeResult] = field(default_factory=list)
@@ -143,23 +154,23 @@ def run_demo(
     planner: str = "learned",
     cfg: PlanningSessionConfig | None = None,
     model: str | None = None,
-    replan_every: int = 4,
+    replan_every: int = 2,
     device: str = "cpu",
     progress: bool = True,
 ) -> DemoOutcome:
     """`episodes` closed-loop episodes per task (seeds seed, seed+1, ...) with a report
-    (module doc). cfg: the planner settings (default: planner.yaml + planner_cpu.yaml)."""
+    (module doc). cfg: the planner settings for every task (default: demo_config(task))."""
     out.mkdir(parents=True, exist_ok=True)
-    if cfg is None:
-        cfg = planning_session_from_yaml(*(config_path(name) for name in DEMO_CONFIGS))
+    cfgs = {kind: cfg or demo_config(kind) for kind in tasks}
     if model is not None:
-        cfg = cfg.replace(model=model)
-    c = cfg.planner.cem
+        cfgs = {kind: c.replace(model=model) for kind, c in cfgs.items()}
+    first = cfgs[tasks[0]]
+    c = first.planner.cem
     label = planner
     if planner in ("learned", "oracle"):
         label = (
-            f"{planner} planner, {cfg.model}, CEM {c.num_samples} x {c.iterations} iterations, "
-            f"{cfg.planner.sampler_steps} sampler steps, replan every {replan_every} steps"
+            f"{planner} planner, {first.model}, CEM {c.num_samples} x {c.iterations} iterations, "
+            f"{first.planner.sampler_steps} sampler steps, replan every {replan_every} steps"
         )
     outcome = DemoOutcome(out=out, controller=label)
     latencies: list[float] = []
@@ -168,7 +179,7 @@ def run_demo(
     with ExitStack() as stack:
         for kind in tasks:  # the model is loaded once per task; the simulator opened once
             sim_cfg = SimConfig(task=TaskConfig(kind=kind))
-            loops[kind] = make_closed_loop(planner, sim_cfg, cfg=cfg, device=device)
+            loops[kind] = make_closed_loop(planner, sim_cfg, cfg=cfgs[kind], device=device)
             stack.callback(loops[kind].close)
             size = loops[kind].image_size
             sim_cfg = sim_cfg.replace(image_width=size, image_height=size)
@@ -204,7 +215,7 @@ def run_demo(
         "latency_ms": latency_percentiles(latencies),
         "replan_every": replan_every,
         "device": device,
-        "planner_config": cfg.to_dict(),
+        "planner_config": {kind: c.to_dict() for kind, c in cfgs.items()},
         "episodes": [asdict(e) for e in outcome.episodes],
     }
     (out / "demo.json").write_text(json.dumps(summary, indent=2))

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import logging
-import math
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -446,21 +446,21 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     from wm_ros.train import resolve_device
 
     args.config = args.config or [config_path("planner.yaml")]
-    try:
-        space = load_space(args.space)
-        base = read_params_file(*args.config)
-    except (OSError, ValueError) as err:
-        log.error("wm-ros tune: %s", err)
-        return 2
-    budget = space.budget
     overrides = {
         "episodes": args.episodes,
         "episode_steps": args.steps,
         "replan_every": args.replan_every,
     }
-    budget = TuneBudget(
-        **{**budget.__dict__, **{k: v for k, v in overrides.items() if v is not None}}
-    )
+    try:
+        space = load_space(args.space)
+        base = read_params_file(*args.config)
+        # The command line's budget over the space file's (validated: TuneSpaceError).
+        budget = dataclasses.replace(
+            space.budget, **{k: v for k, v in overrides.items() if v is not None}
+        )
+    except (OSError, ValueError) as err:
+        log.error("wm-ros tune: %s", err)
+        return 2
     device = str(resolve_device(args.device))
 
     def evaluate(cfg: PlanningSessionConfig) -> dict:
@@ -511,7 +511,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     plot_pareto(result, png)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2, default=_json_default) + "\n")
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
     sys.stdout.write(trial_table(result, names) + "\n")
     base_line = ""
     if result["baseline"]:
@@ -522,12 +522,6 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         f"{best['latency_ms']['p50']:.0f} ms{base_line} -> {out} (Pareto plot {png})\n"
     )
     return 0
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def add_tune_arguments(parser: argparse.ArgumentParser) -> None:

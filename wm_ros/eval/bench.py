@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,10 @@ def int_list(text: str) -> list[int]:
     return values
 
 
-def choice_list(*choices: str):
+def choice_list(*choices: str) -> Callable[[str], list[str]]:
+    """An argparse type: "torch,onnxruntime" -> ["torch", "onnxruntime"], each one of
+    `choices` (ArgumentTypeError otherwise)."""
+
     def parse(text: str) -> list[str]:
         values = [v.strip() for v in text.split(",") if v.strip()]
         bad = [v for v in values if v not in choices]
@@ -69,6 +73,7 @@ def choice_list(*choices: str):
 
 
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `wm-ros bench` (the handler is set as `func`)."""
     from wm_ros.eval.timing import add_timing_arguments
 
     parser.add_argument("--model", default="models/sim_tabletop", help="model directory")
@@ -169,6 +174,8 @@ def measured_peak(device, dtype, size: int = 1024, repeats: int = 8) -> dict[str
 
 
 def datasheet_peak(name: str) -> dict | None:
+    """Dense datasheet peaks of a GPU by its device name (GPU_PEAKS), FLOP/s: {"gpu",
+    "fp32_flop_s", "bf16_flop_s"}, or None for a GPU not in the table."""
     for fragment, fp32, bf16 in GPU_PEAKS:
         if fragment in name:
             return {"gpu": fragment, "fp32_flop_s": fp32, "bf16_flop_s": bf16}

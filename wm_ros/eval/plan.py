@@ -182,6 +182,7 @@ def run_episode(
         session.reset()
         session.set_camera(cam.width, cam.height, cam.k.ravel(), cam.d)
         session.set_goal(task.goal_image)
+        session.set_goal_joints(sim.joint_names, task.goal_joints)
     plan, k = None, 0
     frame = sim.render() if trace is not None or policy is None else None
     for step in range(sim.cfg.task.episode_steps):

@@ -10,9 +10,12 @@ log = logging.getLogger(__name__)
 
 
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `wm-ros export-onnx` (the handler is set as `func`)."""
+    from wm_ros.export.onnx import OPSET
+
     parser.add_argument("--model", required=True, help="model directory (config.json + weights)")
     parser.add_argument("--out", type=Path, help="output folder (default: MODEL/onnx)")
-    parser.add_argument("--opset", type=int, default=18, help="ONNX opset")
+    parser.add_argument("--opset", type=int, default=OPSET, help="ONNX opset")
     parser.add_argument("--no-check", action="store_true", help="skip the parity check")
     parser.add_argument("--json", type=Path, help="write the parity figures here")
     parser.add_argument("--seed", type=int, default=0, help="seed of the parity inputs")

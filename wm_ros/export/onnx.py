@@ -92,11 +92,20 @@ class _Denoiser(nn.Module):
         return self.model.velocity_parts(x, t, d, context, memory, injections=injections).final
 
 
+def injection_shapes(cfg: ModelConfig, n: int) -> list[tuple[int, ...]]:
+    """Shapes of the adapter's two injections (inj0, inj1) for a batch of n: maps at the
+    latent size and half of it, (N, w0, h, w) and (N, w1, h/2, w/2), for prompt conditioning;
+    per-channel vectors (N, w0, 1, 1) and (N, w1, 1, 1) for joint conditioning."""
+    (w0, w1), s = cfg.widths, cfg.latent_size
+    if cfg.conditioning == "prompt":
+        return [(n, w0, s, s), (n, w1, s // 2, s // 2)]
+    return [(n, w0, 1, 1), (n, w1, 1, 1)]
+
+
 def example_inputs(cfg: ModelConfig, n: int = 2, seed: int = 0) -> dict[str, dict[str, Any]]:
     """Random inputs of every graph, by graph name then input name (export and parity)."""
     g = torch.Generator().manual_seed(seed)
     c, s, ls, h = cfg.latent_channels, cfg.image_size, cfg.latent_size, cfg.horizon
-    w0, w1 = cfg.widths
 
     def rand(*shape):
         return torch.randn(shape, generator=g)
@@ -116,10 +125,9 @@ def example_inputs(cfg: ModelConfig, n: int = 2, seed: int = 0) -> dict[str, dic
     if cfg.has_adapter:
         if cfg.conditioning == "prompt":
             cond = torch.rand((n, h, cfg.prompt_channels, s, s), generator=g)
-            den["inj0"], den["inj1"] = rand(n, w0, ls, ls), rand(n, w1, ls // 2, ls // 2)
         else:
             cond = rand(n, h, cfg.num_joints)
-            den["inj0"], den["inj1"] = rand(n, w0, 1, 1), rand(n, w1, 1, 1)
+        den["inj0"], den["inj1"] = (rand(*shape) for shape in injection_shapes(cfg, n))
         graphs["actions"] = {"cond": cond}
     graphs["denoiser"] = den
     return graphs

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from wm_ros.config import ModelConfig
-from wm_ros.export.onnx import read_manifest
+from wm_ros.export.onnx import injection_shapes, read_manifest
 from wm_ros.model.world_model import VelocityParts, WorldModel
 
 log = logging.getLogger(__name__)
@@ -137,12 +137,8 @@ class _OrtAdapter:
         self.graph, self.cfg = graph, cfg
 
     def encode_actions(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        n, (w0, w1), s = cond.shape[0], self.cfg.widths, self.cfg.latent_size
-        if self.cfg.conditioning == "prompt":
-            shapes = [(n, w0, s, s), (n, w1, s // 2, s // 2)]
-        else:
-            shapes = [(n, w0, 1, 1), (n, w1, 1, 1)]
-        inj0, inj1 = self.graph({"cond": cond}, shapes)
+        """Prompts (N, H, C_p, S, S) or joints (N, H, J) -> inj0, inj1 (see injection_shapes)."""
+        inj0, inj1 = self.graph({"cond": cond}, injection_shapes(self.cfg, cond.shape[0]))
         return inj0, inj1
 
 
@@ -203,6 +199,7 @@ class OnnxWorldModel:
         yield self.autoencoder.latent_mean
 
     def eval(self) -> OnnxWorldModel:
+        """Itself: the ONNX graphs were exported in eval mode."""
         return self
 
     def velocity_parts(

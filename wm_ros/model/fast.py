@@ -102,9 +102,11 @@ class FastWorldModel:
         self._pinned: dict[tuple[int, ...], tuple[torch.Tensor, torch.cuda.Event]] = {}
 
     def parameters(self):
+        """The wrapped model's parameters (how WorldModelRollout finds the device)."""
         return self.model.parameters()
 
     def eval(self) -> FastWorldModel:
+        """Itself: the wrapped model is used in the mode it was given in (eval)."""
         return self
 
     def autocast(self):

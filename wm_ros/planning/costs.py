@@ -2,21 +2,65 @@
 
 The weights are CostConfig's; `plan_cost` adds the terms up. Latents are the world model's
 normalised latents, so the goal distances are in units of latent variance.
+
+Judging the scene, not the arm: in a whole-image distance the arm outweighs a pushed object
+about five to one (on the simulator's push goals, matching the goal's arm pose with the puck
+left in place removes 82% of the start's latent distance; moving the puck alone 18%), so a
+planner matches the arm and leaves the object. With `robot_mask_px`, latent cells the robot
+covers (from its skeleton, drawn like the visual action prompts: in each imagined step and, when
+known, in the goal) drop out of the distance; with `pyramid` > 1, 2x2 and 4x4 average-pooled
+cells are compared too, so an object that misses its goal by a few cells still costs less than
+one far away.
 """
 
 from __future__ import annotations
 
 import torch
+from torch.nn import functional
 
 from wm_ros.config import CostConfig
 
 
+def robot_cells(prompts: torch.Tensor, dilate_px: float, cells: tuple[int, int]) -> torch.Tensor:
+    """Skeleton prompts (..., C, S, S) -> (..., h, w) bool: the latent cells (cells = (h, w))
+    with a drawn pixel within dilate_px of them, i.e. where the robot's body may be."""
+    lead, (ch, s1, s2) = prompts.shape[:-3], prompts.shape[-3:]
+    drawn = (prompts.reshape(-1, ch, s1, s2) != 0).any(dim=1, keepdim=True).float()
+    r = max(0, round(dilate_px))
+    if r:
+        drawn = functional.max_pool2d(drawn, 2 * r + 1, stride=1, padding=r)
+    drawn = functional.adaptive_max_pool2d(drawn, cells)  # (B, 1, h, w)
+    return drawn.reshape(*lead, *cells) > 0
+
+
 def latent_goal_cost(
-    latents: torch.Tensor, goal: torch.Tensor, final_w: float, all_w: float
+    latents: torch.Tensor,
+    goal: torch.Tensor,
+    final_w: float,
+    all_w: float,
+    *,
+    masked: torch.Tensor | None = None,
+    pyramid: int = 1,
 ) -> torch.Tensor:
-    """latents (N, H, c, h, w), goal (c, h, w) -> (N,): final-step and all-step mean squared
-    distance to the goal, weighted."""
-    d = (latents - goal[None, None]).pow(2).flatten(2).mean(dim=2)  # (N, H)
+    """latents (N, H, c, h, w), goal (c, h, w) -> (N,): final-step and all-step squared
+    distance to the goal, weighted; per step the mean over latent cells (channels averaged),
+    at `pyramid` scales averaged: the cells, then 2x2 and 4x4 average-pooled cells.
+    masked: (N, H, h, w) bool cells left out (the robot's body); a pooled cell is left out when
+    any of its cells is."""
+    n, steps, c, h, w = latents.shape
+    diff = (latents - goal[None, None]).reshape(n * steps, c, h, w)
+    keep = None if masked is None else (~masked).reshape(n * steps, 1, h, w).to(latents.dtype)
+    total = torch.zeros(n * steps, device=latents.device, dtype=latents.dtype)
+    for level in range(pyramid):
+        k = 2**level
+        d = functional.avg_pool2d(diff, k) if k > 1 else diff
+        err = d.pow(2).mean(dim=1)  # (N * H, h / k, w / k)
+        if keep is None:
+            total += err.flatten(1).mean(dim=1)
+            continue
+        kept = (-functional.max_pool2d(-keep, k) if k > 1 else keep)[:, 0]  # min-pool
+        total += (err * kept).flatten(1).sum(dim=1) / kept.flatten(1).sum(dim=1).clamp_min(1)
+    d = (total / pyramid).reshape(n, steps)  # (N, H)
     return final_w * d[:, -1] + all_w * d.mean(dim=1)
 
 
@@ -37,11 +81,20 @@ def plan_cost(
     q0: torch.Tensor,
     clipped_by: torch.Tensor,
     goal_joints: torch.Tensor | None = None,
+    masked: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The weighted sum of every term that has its inputs; (N,)."""
+    """The weighted sum of every term that has its inputs; (N,). masked: (N, H, h, w) latent
+    cells left out of the goal distance (robot_cells), or None."""
     cost = cfg.smoothness * smoothness_cost(targets, q0) + cfg.limit * clipped_by
     if latents is not None and goal_latent is not None:
-        cost = cost + latent_goal_cost(latents, goal_latent, cfg.goal_final, cfg.goal_all)
+        cost = cost + latent_goal_cost(
+            latents,
+            goal_latent,
+            cfg.goal_final,
+            cfg.goal_all,
+            masked=masked,
+            pyramid=cfg.pyramid,
+        )
     if goal_joints is not None and cfg.joint_goal > 0:
         final = targets[:, -1]
         cost = cost + cfg.joint_goal * (final - goal_joints.to(final)).pow(2).sum(dim=1)

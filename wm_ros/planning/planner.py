@@ -24,7 +24,7 @@ import torch
 from wm_ros.config import PlannerConfig
 from wm_ros.planning.actions import JointDeltaActions
 from wm_ros.planning.cem import cem
-from wm_ros.planning.costs import plan_cost
+from wm_ros.planning.costs import plan_cost, robot_cells
 from wm_ros.planning.prior import ActionPrior
 
 Rollout = Callable[[torch.Tensor], torch.Tensor]
@@ -129,6 +129,34 @@ class WorldModelRollout:
         )
 
 
+class RobotMasker:
+    """Candidate targets (N, H, J) -> (N, H, h, w) bool: the latent cells the robot's body
+    covers at each step (costs.robot_cells), drawn with a skeleton-prompt renderer into a
+    reused buffer. The cost's robot_mask_px uses it for imagined steps and for the goal.
+
+    Args:
+        renderer: a PromptRenderer at the model's image size.
+        joint_names: the column order of the targets.
+        dilate_px: pixels around the skeleton counted as the robot's body.
+        cells: (h, w) of the model's latent grid.
+    """
+
+    def __init__(self, renderer, joint_names: Sequence[str], dilate_px: float, cells) -> None:
+        self.renderer, self.dilate_px, self.cells = renderer, dilate_px, tuple(cells)
+        self._order = torch.as_tensor(renderer.joint_order(joint_names), device=renderer.device)
+        self._buffers: dict[tuple[int, ...], torch.Tensor] = {}
+
+    @torch.no_grad()
+    def __call__(self, targets: torch.Tensor) -> torch.Tensor:
+        shape = (*targets.shape[:2], *self.renderer.image_shape)
+        if shape not in self._buffers:
+            self._buffers[shape] = torch.empty(
+                shape, device=targets.device, dtype=self.renderer.dtype
+            )
+        prompts = self.renderer.render(targets[..., self._order], out=self._buffers[shape])
+        return robot_cells(prompts, self.dilate_px, self.cells)
+
+
 class Planner:
     """CEM replanning with warm starts (module doc).
 
@@ -190,10 +218,14 @@ class Planner:
         goal_joints: torch.Tensor | None = None,
         elapsed_steps: int = 1,
         imagine: bool = True,
+        masker: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> PlanResult:
         """One replan from the current joints q0 (J,) toward the goal; `elapsed_steps`:
         control steps since the previous replan (its plan is shifted that far to warm start);
         `imagine`: roll the best plan out once more for its imagined latents (display only).
+        masker: targets (N, H, J) -> (N, H, h, w) robot cells (RobotMasker), used when the
+        cost's robot_mask_px is on; with goal_joints (J,) the goal's robot cells are left out
+        too.
 
         Raises:
             PlanError: the best plan violates a limit (never expected: the sampler projects
@@ -204,12 +236,20 @@ class Planner:
         q = torch.as_tensor(q0, dtype=torch.float32, device=self.device)
         mean, std = self.initial_distribution(q, context, elapsed_steps)
         timing = {"init": (time.perf_counter() - t0) * 1e3, "rollout": 0.0}
+        goal_masked = None
+        if masker is not None and goal_joints is not None:
+            goal_masked = masker(goal_joints.to(q)[None, None])[0, 0]  # (h, w)
 
         def cost(params: torch.Tensor, clipped_by: torch.Tensor) -> torch.Tensor:
             t = time.perf_counter()
             targets = a.to_targets(params, q)  # (N, H, J)
             latents = rollout(targets)
             timing["rollout"] += (time.perf_counter() - t) * 1e3
+            masked = None
+            if masker is not None:
+                masked = masker(targets)  # (N, H, h, w)
+                if goal_masked is not None:
+                    masked = masked | goal_masked
             return plan_cost(
                 cfg.cost,
                 latents=latents,
@@ -218,6 +258,7 @@ class Planner:
                 q0=q,
                 clipped_by=clipped_by,
                 goal_joints=goal_joints,
+                masked=masked,
             )
 
         result = cem(

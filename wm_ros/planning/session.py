@@ -29,7 +29,10 @@ from wm_ros.model.autoencoder import to_uint8_images
 from wm_ros.paths import ARM_URDF, share_dir
 from wm_ros.planning.actions import JointDeltaActions
 from wm_ros.planning.backends import planning_world
-from wm_ros.planning.planner import Planner, PlanResult, WorldModelRollout
+from wm_ros.planning.planner import Planner, PlanResult, RobotMasker, WorldModelRollout
+
+# A goal joint state belongs to the goal image stamped within this many seconds of it.
+GOAL_STAMP_TOLERANCE_S = 1e-3
 
 
 class PlanSkippedError(Exception):
@@ -92,7 +95,7 @@ class PlanningSession:
             cfg.backend / precision / cuda_graphs pick what runs it (`self.world`,
             wm_ros.planning.backends); the goal, context and candidates all go through that.
     Raises:
-        ValueError: a URDF that cannot be read, a planner horizon other than the model's, a
+        ValueError: a URDF that cannot be read, a planner horizon not a multiple of the model's, a
             prior over other joints than the robot's.
     """
 
@@ -102,8 +105,15 @@ class PlanningSession:
         source = cfg.robot_description or cfg.urdf or ARM_URDF
         self.robot: RobotModel = load_urdf(source)
         mc, pc = model.cfg, cfg.planner
-        if pc.horizon != mc.horizon:
-            raise ValueError(f"planner horizon {pc.horizon} differs from the model's {mc.horizon}")
+        if pc.horizon % mc.horizon:
+            raise ValueError(
+                f"planner horizon {pc.horizon} is not a multiple of the model's {mc.horizon}"
+            )
+        if prior is not None and pc.use_prior and prior.cfg.horizon != pc.horizon:
+            raise ValueError(
+                f"the action prior predicts {prior.cfg.horizon} steps, the planner plans "
+                f"{pc.horizon}: turn use_prior off or plan the model's horizon"
+            )
         self.joint_names = self.robot.actuated_joint_names
         joints = self.robot.actuated_joints
         self.actions = JointDeltaActions(
@@ -126,6 +136,9 @@ class PlanningSession:
         self.world = planning_world(model, cfg, resolve_model_dir(cfg.model) / "onnx")
         self.history = FrameHistory(mc.memory + mc.context, pc.dt, mc.image_size)
         self.rollout: WorldModelRollout | None = None
+        self.masker: RobotMasker | None = None  # with cost.robot_mask_px, once a camera is set
+        self._goal_joints: tuple[np.ndarray, float | None] | None = None  # the goal's pose
+        self._goal_stamp: float | None = None
         self.camera: CameraModel | None = None
         self._joints: tuple[np.ndarray, float] | None = None
         self._goal: torch.Tensor | None = None
@@ -174,8 +187,13 @@ class PlanningSession:
             sampler_steps=self.cfg.planner.sampler_steps,
             seed=self.cfg.planner.seed,
         )
+        masker = None
+        mask_px = self.cfg.planner.cost.robot_mask_px
+        if mask_px > 0:  # only which pixels are drawn matters: one grey channel
+            grey = PromptRenderer(self.robot, cam, pcfg.replace(channels=1), str(self.device))
+            masker = RobotMasker(grey, self.joint_names, mask_px, self.model.latent_shape()[1:])
         with self._lock:
-            self.camera, self.rollout = cam, rollout
+            self.camera, self.rollout, self.masker = cam, rollout, masker
 
     def add_image(self, image: np.ndarray, stamp: float) -> None:
         """(H, W, 3) uint8 RGB camera frame with its stamp, s."""
@@ -190,16 +208,21 @@ class PlanningSession:
         Raises:
             PlanSkippedError("joint_state_mismatch"): a robot joint missing from the message.
         """
-        lookup = dict(zip(names, positions, strict=False))
-        missing = [n for n in self.joint_names if n not in lookup]
-        if missing:
-            raise PlanSkippedError("joint_state_mismatch", f"joint state lacks joints {missing}")
-        joints = np.array([lookup[n] for n in self.joint_names], dtype=np.float64)
+        joints = self._by_name(names, positions, "joint_state_mismatch", "joint state")
         with self._lock:
             self._joints = (joints, stamp)
 
-    def set_goal(self, image: np.ndarray) -> None:
-        """The goal image (any size, RGB uint8); a new goal forgets the previous plan."""
+    def _by_name(self, names, positions, reason: str, what: str) -> np.ndarray:
+        """(J,) positions in the robot's joint order, matched by name (extras ignored)."""
+        lookup = dict(zip(names, positions, strict=False))
+        missing = [n for n in self.joint_names if n not in lookup]
+        if missing:
+            raise PlanSkippedError(reason, f"{what} lacks joints {missing}")
+        return np.array([lookup[n] for n in self.joint_names], dtype=np.float64)
+
+    def set_goal(self, image: np.ndarray, stamp: float | None = None) -> None:
+        """The goal image (any size, RGB uint8) and its stamp (s, None in-process); a new goal
+        forgets the previous plan."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise PlanSkippedError("bad_goal", f"expected (H, W, 3) uint8 RGB, got {image.shape}")
         goal = to_model_size(image, self.model.cfg.image_size)
@@ -208,11 +231,39 @@ class PlanningSession:
         with torch.no_grad():
             latent = self.world.encode_frames(goal[None])[0]
         with self._lock:
-            self._goal_image = goal
-            self._goal = latent
+            self._goal_image, self._goal, self._goal_stamp = goal, latent, stamp
             self._goal_generation += 1
             self.planner.reset()
             self._last_plan_stamp = None
+
+    def set_goal_joints(
+        self, names: Sequence[str], positions: Sequence[float], stamp: float | None = None
+    ) -> None:
+        """The goal's joint state, matched by name (optional: the joint-goal cost and the
+        goal's robot mask use it). It counts only for the goal image with the same stamp
+        (within GOAL_STAMP_TOLERANCE_S; both None in-process), whichever of the two arrives
+        first, so a pose never meets another goal's image.
+
+        Raises:
+            PlanSkippedError("goal_joint_mismatch"): a robot joint missing from the message.
+        """
+        q = self._by_name(names, positions, "goal_joint_mismatch", "goal joint state")
+        if not np.all(np.isfinite(q)):
+            raise PlanSkippedError("goal_joint_mismatch", "goal joint positions are not finite")
+        with self._lock:
+            self._goal_joints = (q, stamp)
+            self.planner.reset()
+
+    def goal_joints(self) -> np.ndarray | None:
+        """(J,) the goal pose that belongs to the current goal image, or None."""
+        if self._goal_joints is None or self._goal is None:
+            return None
+        q, stamp = self._goal_joints
+        if (stamp is None) != (self._goal_stamp is None):
+            return None
+        if stamp is not None and abs(stamp - self._goal_stamp) > GOAL_STAMP_TOLERANCE_S:
+            return None
+        return q
 
     def reset(self) -> None:
         """A new episode: no frames, no previous plan (the goal is kept until replaced)."""
@@ -260,6 +311,7 @@ class PlanningSession:
         with self._lock:  # a consistent snapshot; the inputs keep arriving while we plan
             q, stamp = self.check(now)
             model_rollout, goal, generation = self.rollout, self._goal, self._goal_generation
+            masker, goal_q = self.masker, self.goal_joints()
             frames = self.history.frames()
             elapsed = 1
             if self._last_plan_stamp is not None:  # warm start from where the last plan is now
@@ -271,8 +323,10 @@ class PlanningSession:
             model_rollout if rollout is None else rollout,
             goal,
             context=model_rollout.context,
+            goal_joints=None if goal_q is None else torch.as_tensor(goal_q, dtype=torch.float32),
             elapsed_steps=elapsed,
             imagine=imagine,
+            masker=masker,
         )
         with self._lock:
             if generation != self._goal_generation:

@@ -717,7 +717,7 @@ def _mcap_string(buf: memoryview, at: int) -> tuple[str, int]:
     return bytes(buf[at + 4 : at + 4 + n]).decode(), at + 4 + n
 
 
-def _mcap_decompress(data: bytes, compression: str, size: int) -> bytes:
+def _mcap_decompress(data: bytes, compression: str) -> bytes:
     if compression == "":
         return data
     if compression == "zstd":
@@ -778,10 +778,10 @@ def salvage_mcap(path: str | os.PathLike, topics: Iterable[str] | None = None) -
                     data = bytes(buf[body + 22 : body + size])
                     out.messages.append(BagMessage(topic, msgtype, int(log_time), data))
             elif op == 0x06:  # chunk: start, end, size, crc, compression, records
-                usize, _crc = struct.unpack_from("<QI", buf, body + 16)
+                # start, end and uncompressed size (u64 each) and the crc (u32) are not needed
                 compression, at2 = _mcap_string(buf, body + 28)
                 (csize,) = struct.unpack_from("<Q", buf, at2)
-                inner = _mcap_decompress(bytes(buf[at2 + 8 : at2 + 8 + csize]), compression, usize)
+                inner = _mcap_decompress(bytes(buf[at2 + 8 : at2 + 8 + csize]), compression)
                 records(memoryview(inner), 0, len(inner), top=False)
             elif op == 0x0F and top:  # data end: the summary follows
                 return at

@@ -3,7 +3,8 @@
 configure: reads its parameters (PlanningSessionConfig, one to one; `config/planner.yaml`),
 loads the model (and its action prior) and builds the planning session; a missing or broken
 model fails the transition with the reason logged. activate: subscribes `/camera/image_raw`,
-`/camera/camera_info`, `/joint_states`, `/wm/goal_image` (latched) and replans at
+`/camera/camera_info`, `/joint_states`, `/wm/goal_image` (latched), optionally the goal's
+joint state `/wm/goal_joint_states` (latched, stamped like its image), and replans at
 `replan_rate_hz`, publishing `/wm/plan` (JointTrajectory stamped with the image it was planned
 from), `/wm/imagined` (goal | the best candidate's imagined frames) and `/diagnostics`.
 Nothing is planned from stale or inconsistent inputs (wm_ros.planning.session); a replan that
@@ -110,6 +111,9 @@ class PlannerNode(LifecycleNode):
             self.create_subscription(
                 Image, topics.GOAL_IMAGE, self._on_goal, latched_qos(), **group
             ),
+            self.create_subscription(
+                JointState, topics.GOAL_JOINT_STATES, self._on_goal_joints, latched_qos(), **group
+            ),
         ]
         self._timer = self.create_timer(
             1.0 / self.cfg.replan_rate_hz, self._replan, callback_group=self._planning
@@ -168,12 +172,19 @@ class PlannerNode(LifecycleNode):
     def _on_goal(self, msg: Image) -> None:
         try:
             goal = to_rgb(image_to_numpy(msg), msg.encoding)
-            self.session.set_goal(goal)
+            self.session.set_goal(goal, time_to_seconds(msg.header.stamp))
             self._goal_image = goal
         except PlanSkippedError as err:
             self._skip(err)
         except ValueError as err:
             self._skip(PlanSkippedError("bad_goal", f"goal image not used: {err}"))
+
+    def _on_goal_joints(self, msg: JointState) -> None:
+        try:
+            stamp = time_to_seconds(msg.header.stamp)
+            self.session.set_goal_joints(msg.name, msg.position, stamp)
+        except PlanSkippedError as err:
+            self._skip(err)
 
     # ------------------------------------------------------------------ planning
 

@@ -20,7 +20,6 @@ from rclpy.serialization import deserialize_message
 from tqdm import tqdm
 
 from wm_ros.eval.replay import RecordedStreams
-from wm_ros.eval.timing import percentile
 from wm_ros.ros import topics
 from wm_ros.ros.bag import (
     BagError,
@@ -327,12 +326,7 @@ def read_plan_bag(path: str | Path, plan_topic: str = topics.PLAN) -> dict:
     distinct = [v for i, v in enumerate(latencies) if i == 0 or v != latencies[i - 1]]
     latency = None
     if distinct:
-        s = sorted(distinct)
-        latency = {
-            "p50": percentile(s, 0.5),
-            "p95": percentile(s, 0.95),
-            "p99": percentile(s, 0.99),
-            "max": s[-1],
-            "samples": len(s),
-        }
+        from wm_ros.eval.plan import latency_percentiles
+
+        latency = {**latency_percentiles(distinct), "max": max(distinct), "samples": len(distinct)}
     return {"plans": plans, "latency_ms": latency, "counts": counts, "notes": notes}

@@ -59,6 +59,9 @@ class SimNode(Node):
         self.info_pub = self.create_publisher(CameraInfo, topics.CAMERA_INFO, 5)
         self.joint_pub = self.create_publisher(JointState, topics.JOINT_STATES, 10)
         self.goal_pub = self.create_publisher(Image, topics.GOAL_IMAGE, latched_qos())
+        self.goal_joints_pub = self.create_publisher(
+            JointState, topics.GOAL_JOINT_STATES, latched_qos()
+        )
         self.diag_pub = self.create_publisher(diagnostics.DiagnosticArray, topics.DIAGNOSTICS, 10)
         self.clock_pub = (
             self.create_publisher(Clock, topics.CLOCK, 10) if self.cfg.publish_clock else None
@@ -120,8 +123,11 @@ class SimNode(Node):
         )
 
     def _publish_goal(self) -> None:
-        self.goal_pub.publish(
-            numpy_to_image(self.sim.task.goal_image, "rgb8", self._stamp(), self.cfg.camera_frame)
+        """The goal image and the goal's joint state, with one stamp (that pairs them)."""
+        stamp, task = self._stamp(), self.sim.task
+        self.goal_pub.publish(numpy_to_image(task.goal_image, "rgb8", stamp, self.cfg.camera_frame))
+        self.goal_joints_pub.publish(
+            vector_to_joint_state(self.sim.joint_names, task.goal_joints, stamp=stamp)
         )
 
     # --- commands ----------------------------------------------------------------------------

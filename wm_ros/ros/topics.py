@@ -4,6 +4,9 @@ IMAGE = "/camera/image_raw"
 CAMERA_INFO = "/camera/camera_info"
 JOINT_STATES = "/joint_states"
 GOAL_IMAGE = "/wm/goal_image"
+# Optional: the goal's joint state, stamped like its goal image (the cost's robot mask and
+# joint-goal term use it; the simulator publishes it, a user may).
+GOAL_JOINT_STATES = "/wm/goal_joint_states"
 PLAN = "/wm/plan"
 IMAGINED = "/wm/imagined"
 PROMPT = "/wm/prompt"

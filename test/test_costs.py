@@ -1,0 +1,58 @@
+"""The planning costs: the robot mask and the multi-scale goal distance (wm_ros.planning.costs)."""
+
+import torch
+
+from wm_ros.config import CostConfig
+from wm_ros.planning.costs import latent_goal_cost, plan_cost, robot_cells
+
+
+def blob(x: int, size: int = 16) -> torch.Tensor:
+    """(1, size, size) latent with a 2x2 blob at column x, row 6 (an object on the table)."""
+    z = torch.zeros(1, size, size)
+    z[0, 6:8, x : x + 2] = 1.0
+    return z
+
+
+def test_robot_cells_dilate_the_drawn_pixels_onto_the_latent_grid():
+    prompts = torch.zeros(2, 3, 3, 64, 64)  # (N, H, C, S, S)
+    prompts[1, 2, 0, 30, 10] = 0.5  # one drawn pixel of candidate 1, step 2
+    cells = robot_cells(prompts, dilate_px=3, cells=(16, 16))
+    assert cells.shape == (2, 3, 16, 16) and cells.dtype == torch.bool
+    assert not cells[0].any() and not cells[1, :2].any()
+    # Pixels 27..33 x 7..13 are within 3 px: latent rows 6..8, columns 1..3 (4 px per cell).
+    assert cells[1, 2].nonzero().tolist() == [[r, c] for r in (6, 7, 8) for c in (1, 2, 3)]
+
+
+def test_masked_cells_do_not_count_and_the_pyramid_sees_an_approaching_object():
+    goal = blob(12)
+    far, near = blob(0), blob(14)  # neither overlaps the goal's blob; near shares a 4x4 cell
+    one = [float(latent_goal_cost(z[None, None], goal, 1.0, 0.0)) for z in (far, near)]
+    assert one[0] == one[1]  # at one scale, any miss costs the same: no direction to go
+    three = [float(latent_goal_cost(z[None, None], goal, 1.0, 0.0, pyramid=3)) for z in (far, near)]
+    assert three[1] < three[0]  # pooled scales: nearer is cheaper
+    # An arm over the start blob: its cells drop out, the rest (the goal's blob missing) counts.
+    arm = torch.zeros(1, 1, 16, 16, dtype=torch.bool)
+    arm[..., 5:9, 0:3] = True
+    masked = float(latent_goal_cost(far[None, None], goal, 1.0, 0.0, masked=arm))
+    assert masked == float((goal**2).sum() / (256 - 12))
+    # At 2x2, a pooled cell with any masked cell drops out (rows 4..9, columns 0..3: 6 cells).
+    two = float(latent_goal_cost(far[None, None], goal, 1.0, 0.0, masked=arm, pyramid=2))
+    pooled_goal = torch.nn.functional.avg_pool2d(goal[None], 2)[0]
+    assert abs(two - (masked + float((pooled_goal**2).sum() / (64 - 6))) / 2) < 1e-6
+
+
+def test_plan_cost_passes_the_mask_and_pyramid_through():
+    cfg = CostConfig(goal_final=1.0, smoothness=0.0, limit=0.0, pyramid=2)
+    latents = torch.stack([blob(0), blob(12)])[:, None]  # (2, 1, 1, 16, 16)
+    targets, q0 = torch.zeros(2, 1, 3), torch.zeros(3)
+    everything = torch.ones(2, 1, 16, 16, dtype=torch.bool)
+    cost = plan_cost(
+        cfg, latents=latents, goal_latent=blob(12), targets=targets, q0=q0,
+        clipped_by=torch.zeros(2), masked=everything,
+    )  # fmt: skip
+    assert cost.tolist() == [0.0, 0.0]  # nothing left to compare
+    cost = plan_cost(
+        cfg, latents=latents, goal_latent=blob(12), targets=targets, q0=q0,
+        clipped_by=torch.zeros(2),
+    )  # fmt: skip
+    assert cost[0] > 0 and cost[1] == 0

@@ -168,3 +168,29 @@ def test_exploration_is_seeded_and_moves_the_puck(push_sim):
 def test_exploration_rejects_a_bad_probability():
     with pytest.raises(ValueError, match="sweep_probability"):
         ExplorationPolicy(0, sweep_probability=1.5)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_staged_push_starts_at_rest_behind_the_puck_facing_its_goal(seed):
+    with TabletopSim(SimConfig(task=TaskConfig(kind="push", push_start="staged"))) as sim:
+        sim.reset(seed)
+        task = sim.task
+        puck, tool = sim.puck_position()[:2], sim.tool_position()[:2]
+        np.testing.assert_allclose(puck, task.start_puck[:2], atol=1e-6)  # untouched so far
+        gap = np.linalg.norm(tool - puck)
+        assert CONTACT_DISTANCE < gap < CONTACT_DISTANCE + 0.04  # clear, within a push
+        to_goal = (task.goal_puck[:2] - puck) / np.linalg.norm(task.goal_puck[:2] - puck)
+        assert (puck - tool) @ to_goal / gap > 0.9  # behind the puck, facing the goal
+        np.testing.assert_allclose(sim.joint_velocities(), 0.0, atol=0.05)  # at rest
+        assert not task.success(sim)
+        assert task.distance(sim) >= sim.cfg.task.push_min_displacement_m - 0.01
+        state = sim.get_state()
+        sim.reset(seed)  # seeded: the same staged start again
+        np.testing.assert_array_equal(sim.get_state(), state)
+        policy = scripted_policy(sim.task)
+        policy.reset(sim)
+        for _ in range(sim.cfg.task.episode_steps):
+            sim.step(policy(sim))
+            if sim.task.success(sim):
+                break
+        assert sim.task.success(sim)  # the scripted pusher finishes the job from there

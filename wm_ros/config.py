@@ -91,6 +91,10 @@ class TaskConfig(ConfigBase):
             the goal's puck centre.
         push_min_displacement_m: a push goal moves the puck at least this far (metres) from start.
         goal_steps: control steps used to produce the goal by acting from the start state.
+        push_start: where a push episode starts: "clear" (the seeded start pose, anywhere
+            clear of the puck) or "staged" (the scripted pusher's approach is played first:
+            the tip rests a couple of centimetres behind the puck, facing the goal, still clear
+            of it; the push itself is the task).
     """
 
     kind: str = "push"
@@ -100,8 +104,11 @@ class TaskConfig(ConfigBase):
     push_tolerance_m: float = 0.03
     push_min_displacement_m: float = 0.20
     goal_steps: int = 40
+    push_start: str = "clear"
 
     def __post_init__(self) -> None:
+        if self.push_start not in ("clear", "staged"):
+            raise ValueError(f"push_start must be 'clear' or 'staged', got {self.push_start!r}")
         if self.kind not in ("reach", "push"):
             raise ValueError(f"task kind must be 'reach' or 'push', got {self.kind!r}")
         if self.episode_steps <= 0 or self.goal_steps <= 0:

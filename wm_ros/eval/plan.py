@@ -240,13 +240,15 @@ def evaluate_planner(
     device: str = "cpu",
     replan_every: int = 1,
     episode_steps: int | None = None,
+    push_start: str = "clear",
     progress: bool = True,
 ) -> dict:
-    """Closed-loop figures of one planner on `episodes` seeded episodes (module doc)."""
+    """Closed-loop figures of one planner on `episodes` seeded episodes (module doc);
+    push_start: TaskConfig.push_start of push episodes."""
     from wm_ros.sim import TabletopSim
 
     cfg = cfg or PlanningSessionConfig()
-    task_cfg = TaskConfig(kind=task)
+    task_cfg = TaskConfig(kind=task, push_start=push_start)
     if episode_steps is not None:
         task_cfg = task_cfg.replace(episode_steps=episode_steps)
     sim_cfg = SimConfig(task=task_cfg, seed=seed)
@@ -274,6 +276,7 @@ def evaluate_planner(
         "latency_ms": latency_percentiles([ms for r in results for ms in r.replan_ms]),
         "replan_every": replan_every,
         "episode_steps": task_cfg.episode_steps,
+        "push_start": push_start,
         "model": str(model_dir or cfg.model) if planned else None,
         "planner_config": cfg.planner.to_dict(),
         "machine": machine_info(),
@@ -314,6 +317,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
             device=str(resolve_device(args.device)),
             replan_every=args.replan_every,
             episode_steps=args.steps,
+            push_start=args.push_start,
         )
     except (CheckpointError, ValueError) as err:
         log.error("wm-ros eval plan: %s", err)
@@ -349,6 +353,12 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
         help="planner params YAML (config/planner.yaml); repeat to layer (later wins)",
     )
     parser.add_argument("--steps", type=int, help="override the task's episode_steps")
+    parser.add_argument(
+        "--push-start",
+        choices=("clear", "staged"),
+        default="clear",
+        help="push episodes start anywhere clear of the puck, or staged behind it",
+    )
     parser.add_argument("--replan-every", type=int, default=1, help="control steps per replan")
     parser.add_argument("--samples", type=int, help="override planner.cem.num_samples")
     parser.add_argument("--elites", type=int, help="override planner.cem.num_elites")

@@ -89,7 +89,9 @@ def make_task(sim: TabletopSim, cfg: TaskConfig, rng: np.random.Generator) -> Ta
     start_puck = sim.puck_position()
     try:
         if cfg.kind == "push":
-            _push_goal(sim, cfg, rng, start)
+            staged = _push_goal(sim, cfg, rng, start)
+            if cfg.push_start == "staged":
+                start = staged
         else:
             _reach_goal(sim, cfg, rng)
         task = Task(
@@ -143,9 +145,11 @@ def _reach_goal(sim: TabletopSim, cfg: TaskConfig, rng: np.random.Generator) -> 
 
 def _push_goal(
     sim: TabletopSim, cfg: TaskConfig, rng: np.random.Generator, start: np.ndarray
-) -> None:
+) -> np.ndarray:
     """Push the puck with the scripted pusher to a random target; retry from the start state
-    until the puck moved at least cfg.push_min_displacement_m, then back the pusher off."""
+    until the puck moved at least cfg.push_min_displacement_m, then back the pusher off.
+    Returns the staged state: the first moment the pusher stood behind the puck, ready to push,
+    brought to rest (where a "staged" episode starts)."""
     puck0 = sim.puck_position()[:2]
     best = 0.0
     for attempt in range(PUSH_ATTEMPTS):
@@ -154,8 +158,18 @@ def _push_goal(
         target = _push_target(puck0, cfg, rng)
         pusher = PushController(target)
         pusher.reset(sim)
+        staged = None
         for _ in range(cfg.goal_steps):
-            sim.step(pusher(sim))
+            q = pusher(sim)
+            if staged is None and pusher.pushing:
+                if cfg.push_start == "staged":
+                    # Ready to push: hold still behind the puck; the episode starts from rest.
+                    hold = sim.joint_positions()
+                    for _ in range(SETTLE_STEPS):
+                        sim.step(hold)
+                    q = pusher(sim)
+                staged = sim.get_state()
+            sim.step(q)
             if pusher.done:
                 break
         pusher.done = True  # back off from the puck and hold still
@@ -166,8 +180,8 @@ def _push_goal(
             "episode %d: push attempt %d moved the puck %.3f m", sim.episode_seed, attempt, moved
         )
         best = max(best, moved)
-        if moved >= cfg.push_min_displacement_m:
-            return
+        if moved >= cfg.push_min_displacement_m and staged is not None:
+            return staged
     raise RuntimeError(
         f"episode {sim.episode_seed}: push goal moved the puck at most {best:.3f} m "
         f"(< push_min_displacement_m = {cfg.push_min_displacement_m} m)"

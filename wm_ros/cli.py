@@ -159,13 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_parser("export-onnx", help="the world model as ONNX graphs, parity-checked")
     )
 
+    from wm_ros.config import TASK_KINDS
+
     demo = sub.add_parser("demo", help="closed-loop demo in the simulator, with a report")
     demo.add_argument("--out", default="demo_out", help="report folder")
     demo.add_argument("--seed", type=int, default=0, help="first episode seed")
     demo.add_argument("--episodes", type=int, default=2, help="episodes per task")
-    demo.add_argument(
-        "--task", action="append", choices=("reach", "push"), help="task (repeatable; push)"
-    )
+    demo.add_argument("--task", action="append", choices=TASK_KINDS, help="task (repeatable; push)")
     demo.add_argument(
         "--planner",
         choices=PLANNERS,

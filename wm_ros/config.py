@@ -76,6 +76,9 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     return value
 
 
+TASK_KINDS = ("reach", "push")  # the simulator's tasks (wm_ros.sim.tasks)
+
+
 @dataclass(frozen=True)
 class TaskConfig(ConfigBase):
     """A tabletop task: what the goal is and when it counts as reached.
@@ -109,7 +112,7 @@ class TaskConfig(ConfigBase):
     def __post_init__(self) -> None:
         if self.push_start not in ("clear", "staged"):
             raise ValueError(f"push_start must be 'clear' or 'staged', got {self.push_start!r}")
-        if self.kind not in ("reach", "push"):
+        if self.kind not in TASK_KINDS:
             raise ValueError(f"task kind must be 'reach' or 'push', got {self.kind!r}")
         if self.episode_steps <= 0 or self.goal_steps <= 0:
             raise ValueError("episode_steps and goal_steps must be positive")

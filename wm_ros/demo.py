@@ -29,7 +29,8 @@ from tqdm import tqdm
 
 from wm_ros.config import PlanningSessionConfig, SimConfig, TaskConfig, planning_session_from_yaml
 from wm_ros.eval.images import grid, labelled_tile, save_gif, save_png, upscale
-from wm_ros.eval.plan import EpisodeTrace, latency_percentiles, make_closed_loop, run_episode
+from wm_ros.eval.plan import EpisodeTrace, make_closed_loop, run_episode
+from wm_ros.eval.timing import latency_percentiles
 from wm_ros.paths import config_path
 from wm_ros.sim import TabletopSim
 

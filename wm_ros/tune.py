@@ -34,6 +34,7 @@ from typing import Any
 import yaml
 
 from wm_ros.config import (
+    TASK_KINDS,
     PlanningSessionConfig,
     planning_session_from_params,
     read_planner_params,
@@ -532,7 +533,7 @@ def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--space", type=Path, default=Path("config/tune_space.yaml"),
                         help="search space YAML (ranges + per-trial budget)")  # fmt: skip
     parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--task", choices=("reach", "push"), default="push")
+    parser.add_argument("--task", choices=TASK_KINDS, default="push")
     parser.add_argument(
         "--seed", type=int, default=0, help="first episode seed (S, S+1, ...); seeds the sampler"
     )

@@ -32,12 +32,13 @@ import torch
 from tqdm import tqdm
 
 from wm_ros.config import (
+    TASK_KINDS,
     PlanningSessionConfig,
     SimConfig,
     TaskConfig,
     planning_session_from_yaml,
 )
-from wm_ros.eval.timing import machine_info, percentile
+from wm_ros.eval.timing import latency_percentiles, machine_info
 
 log = logging.getLogger(__name__)
 
@@ -220,15 +221,6 @@ def run_episode(
     return result
 
 
-def latency_percentiles(latencies_ms: list[float]) -> dict[str, float | None]:
-    """p50/p95/p99 of replan latencies (None when nothing was planned)."""
-    ordered = sorted(latencies_ms)
-    return {
-        q: (percentile(ordered, v) if ordered else None)
-        for q, v in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
-    }
-
-
 def evaluate_planner(
     planner: str,
     task: str,
@@ -340,7 +332,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `wm-ros eval plan` (the handler is set as `func`)."""
-    parser.add_argument("--task", choices=("reach", "push"), default="push")
+    parser.add_argument("--task", choices=TASK_KINDS, default="push")
     parser.add_argument("--planner", choices=PLANNERS, default="learned")
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0, help="first episode seed (S, S+1, ...)")

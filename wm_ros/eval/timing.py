@@ -64,6 +64,15 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, round(q * (len(sorted_values) - 1)))]
 
 
+def latency_percentiles(latencies_ms: list[float]) -> dict[str, float | None]:
+    """p50/p95/p99 of latencies, ms (None when there are none: nothing was planned)."""
+    ordered = sorted(latencies_ms)
+    return {
+        q: (percentile(ordered, v) if ordered else None)
+        for q, v in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
+    }
+
+
 def timeit(
     fn: Callable[[], object],
     repeats: int,

@@ -58,7 +58,10 @@ def cem(
         raise ValueError(f"mean and std must both be (P, D), got {mean.shape} and {std.shape}")
     n, k = cfg.num_samples, cfg.num_elites
     std = std.clamp_min(cfg.min_std)
-    best, best_cost, history = mean.clone(), float("inf"), []
+    # The best so far stays on the device: no host sync inside the loop (one after it).
+    best = mean.clone()
+    best_cost = torch.full((), float("inf"), device=mean.device)
+    history = []
     for _ in range(cfg.iterations):
         eps = torch.randn((n - 1, *mean.shape), generator=generator, device=mean.device)
         raw = torch.cat([mean[None], mean[None] + std[None] * eps])  # (N, P, D); mean first
@@ -70,13 +73,15 @@ def cem(
         costs = torch.nan_to_num(costs, nan=float("inf"))
         elite_cost, elite_idx = torch.topk(costs, k, largest=False)
         elites = samples[elite_idx]  # (k, P, D)
-        if float(elite_cost[0]) < best_cost:
-            best_cost, best = float(elite_cost[0]), elites[0].clone()
+        best = torch.where(elite_cost[0] < best_cost, elites[0], best)
+        best_cost = torch.minimum(best_cost, elite_cost[0])
         history.append(best_cost)
         m = cfg.momentum
         mean = m * mean + (1 - m) * elites.mean(dim=0)
         spread = elites.std(dim=0, unbiased=False) if k > 1 else torch.zeros_like(std)
         std = (m * std + (1 - m) * spread).clamp_min(cfg.min_std)
+    history = torch.stack(history).tolist() if history else []
+    best_cost = history[-1] if history else float("inf")
     return CEMResult(best=best, best_cost=best_cost, mean=mean, std=std, history=history)
 
 

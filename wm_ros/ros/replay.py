@@ -326,7 +326,7 @@ def read_plan_bag(path: str | Path, plan_topic: str = topics.PLAN) -> dict:
     distinct = [v for i, v in enumerate(latencies) if i == 0 or v != latencies[i - 1]]
     latency = None
     if distinct:
-        from wm_ros.eval.plan import latency_percentiles
+        from wm_ros.eval.timing import latency_percentiles
 
         latency = {**latency_percentiles(distinct), "max": max(distinct), "samples": len(distinct)}
     return {"plans": plans, "latency_ms": latency, "counts": counts, "notes": notes}

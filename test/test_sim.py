@@ -2,6 +2,8 @@
 
 import threading
 import xml.etree.ElementTree as ET
+from concurrent.futures import Future
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -219,6 +221,24 @@ def test_render_from_other_threads_and_close_from_any():
     with pytest.raises(RuntimeError, match="closed"):
         s.render()
     s.step()  # physics still works
+
+
+def test_the_finalizer_of_an_unclosed_simulator_never_waits_for_its_render_thread():
+    """Under the cyclic collector a leaked simulator's render-thread executor can be collected
+    with it and its thread gone: a job submitted then never runs. Waiting for one in __del__
+    once hung a test module's setup for 300 s; the finalizer must hand the renderer over and
+    return."""
+    s = TabletopSim()
+    s.render()
+    real_thread = s._render_thread
+    never_done = Future()  # what a submit to an executor without a thread amounts to
+    s._render_thread = SimpleNamespace(submit=lambda fn: never_done, shutdown=lambda wait: None)
+    finalizer = threading.Thread(target=s.__del__, daemon=True)
+    finalizer.start()
+    finalizer.join(20)
+    assert not finalizer.is_alive(), "the finalizer waited for a render thread that is gone"
+    assert s._closed and s._renderer is None
+    real_thread.shutdown(wait=True)
 
 
 # ---------------------------------------------------------------------------------- camera

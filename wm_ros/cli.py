@@ -20,7 +20,8 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         from wm_ros.sim import TabletopSim
 
         cfg = SimConfig.from_yaml(args.params_file, "sim") if args.params_file else SimConfig()
-        paths = write_overlay_frames(TabletopSim(cfg), args.frames, Path(args.out), args.seed)
+        with TabletopSim(cfg) as sim:
+            paths = write_overlay_frames(sim, args.frames, Path(args.out), args.seed)
         print(f"wrote {len(paths)} overlay frames to {args.out}")
         return 0
     from wm_ros.ros import sim_node

@@ -142,19 +142,19 @@ def collect(
     existing = [episode_dir(out, s) for s in seeds if episode_dir(out, s).exists()]
     if existing:
         raise ValueError(f"{existing[0]} exists already; choose another --out or --seed")
-    sim = TabletopSim(cfg.replace(seed=seed))
     start = time.perf_counter()
     frames = moved = 0
     per_episode = []
-    bar = tqdm(seeds, desc="collect", unit="episode")
-    for s in bar:
-        sim.reset(s)
-        with BagWriter(episode_dir(out, s), storage=storage) as bag:
-            n, m = _write_episode(sim, ExplorationPolicy(seed=s), bag, steps)
-        frames += n
-        moved += m
-        per_episode.append({"seed": s, "frames": n, "puck_moving_fraction": m / steps})
-        bar.set_postfix(fps=f"{frames / (time.perf_counter() - start):.0f}")
+    with TabletopSim(cfg.replace(seed=seed)) as sim:
+        bar = tqdm(seeds, desc="collect", unit="episode")
+        for s in bar:
+            sim.reset(s)
+            with BagWriter(episode_dir(out, s), storage=storage) as bag:
+                n, m = _write_episode(sim, ExplorationPolicy(seed=s), bag, steps)
+            frames += n
+            moved += m
+            per_episode.append({"seed": s, "frames": n, "puck_moving_fraction": m / steps})
+            bar.set_postfix(fps=f"{frames / (time.perf_counter() - start):.0f}")
     wall = time.perf_counter() - start
     summary = {
         "episodes": episodes,

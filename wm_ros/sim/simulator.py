@@ -406,11 +406,18 @@ class TabletopSim:
             self._render_thread.shutdown(wait=True)
 
     def __del__(self) -> None:
-        if not hasattr(self, "_closed"):  # __init__ failed before rendering was set up
+        """A simulator nobody closed: free what can be freed without ever waiting. Under the
+        cyclic garbage collector the render thread's executor may be collected with us and its
+        thread gone, so waiting for it (as close() does) would hang forever; and the renderer
+        must be closed on its own thread, where its GL context is current."""
+        if not hasattr(self, "_closed") or self._closed:  # closed, or __init__ failed early
             return
-        # At interpreter shutdown the render thread may already be gone: nothing left to free.
-        with contextlib.suppress(RuntimeError):
-            self.close()
+        self._closed = True
+        renderer, self._renderer = self._renderer, None
+        with contextlib.suppress(RuntimeError):  # the thread is gone (shutdown, interpreter exit)
+            if renderer is not None:
+                self._render_thread.submit(renderer.close)
+            self._render_thread.shutdown(wait=False)
 
     def __enter__(self) -> TabletopSim:
         return self

@@ -70,6 +70,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             model=args.model,
             replan_every=args.replan_every,
             device=args.device,
+            push_start=args.push_start,
         )
     except (CheckpointError, ValueError, OSError) as err:
         sys.stderr.write(f"wm-ros demo: {err}\n")
@@ -183,6 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--replan-every", type=int, default=2, help="control steps per replan")
     demo.add_argument("--device", default="cpu", help="torch device of the planner")
+    demo.add_argument(
+        "--push-start",
+        choices=("clear", "staged"),
+        default="clear",
+        help="push episodes start anywhere clear of the puck, or staged behind it",
+    )
     demo.set_defaults(func=_cmd_demo)
     return parser
 

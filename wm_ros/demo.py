@@ -157,6 +157,7 @@ def run_demo(
     model: str | None = None,
     replan_every: int = 2,
     device: str = "cpu",
+    push_start: str = "clear",
     progress: bool = True,
 ) -> DemoOutcome:
     """`episodes` closed-loop episodes per task (seeds seed, seed+1, ...) with a report
@@ -179,7 +180,7 @@ def run_demo(
     loops, sims = {}, {}
     with ExitStack() as stack:
         for kind in tasks:  # the model is loaded once per task; the simulator opened once
-            sim_cfg = SimConfig(task=TaskConfig(kind=kind))
+            sim_cfg = SimConfig(task=TaskConfig(kind=kind, push_start=push_start))
             loops[kind] = make_closed_loop(planner, sim_cfg, cfg=cfgs[kind], device=device)
             stack.callback(loops[kind].close)
             size = loops[kind].image_size
@@ -215,6 +216,7 @@ def run_demo(
         "success_rate": float(np.mean([e.success for e in outcome.episodes])),
         "latency_ms": latency_percentiles(latencies),
         "replan_every": replan_every,
+        "push_start": push_start,
         "device": device,
         "planner_config": {kind: c.to_dict() for kind, c in cfgs.items()},
         "episodes": [asdict(e) for e in outcome.episodes],

@@ -7,7 +7,7 @@ from wm_ros.config import CEMConfig, CostConfig, ModelConfig, PlannerConfig, Pri
 from wm_ros.model import WorldModel
 from wm_ros.model.conditioning import model_prompt_renderer
 from wm_ros.planning.actions import JointDeltaActions
-from wm_ros.planning.planner import Planner, WorldModelRollout
+from wm_ros.planning.planner import Planner, RobotMasker, WorldModelRollout
 from wm_ros.planning.prior import ActionPrior
 
 NAMES = ("joint1", "joint2", "joint3", "joint4")
@@ -87,3 +87,26 @@ def test_world_model_rollout_scores_candidates_in_one_batch():
     result = p.plan(np.zeros(4), rollout, rollout.encode_goal(frames[-1]))
     assert result.latents.shape == (4, 2, 4, 4) and np.isfinite(result.cost)
     assert set(result.timing_ms) >= {"rollout", "total"}
+
+
+def test_the_robot_mask_reads_the_prompts_the_model_was_given():
+    """Within one CEM iteration the candidates are drawn once: the rollout's drawing serves
+    the cost's robot mask too; other targets (or the same ones changed) are drawn afresh."""
+    cfg = ModelConfig(image_size=16, latent_channels=2, ae_width=8, horizon=4, context=2,
+                      memory=1, widths=(8, 16), emb_dim=16, prompt_features=2)  # fmt: skip
+    model = WorldModel(cfg).eval()
+    renderer = model_prompt_renderer(cfg)
+    draws = []
+    render = renderer.render
+    renderer.render = lambda *a, **kw: draws.append(1) or render(*a, **kw)
+    rollout = WorldModelRollout(model, renderer, NAMES, sampler_steps=1)
+    rollout.set_context(np.zeros((3, 16, 16, 3), np.uint8))
+    masker = RobotMasker(rollout.prompts, dilate_px=1, cells=(4, 4))
+    targets = torch.zeros(3, 4, 4)
+    rollout(targets)
+    cells = masker(targets)
+    assert len(draws) == 1 and cells.shape == (3, 4, 4, 4) and cells.any()
+    targets += 0.3  # changed in place: drawn again
+    masker(targets)
+    masker(torch.zeros(3, 4, 4))
+    assert len(draws) == 3

@@ -289,7 +289,7 @@ def _stages(point: _Point, args, sync) -> tuple[dict, dict, dict]:
     else:
         cond = targets
     ctx = rollout.context[None].expand(n, *rollout.context.shape)
-    mem = rollout._mem[None].expand(n, *rollout._mem.shape)
+    mem = rollout.memory[None].expand(n, *rollout.memory.shape)
 
     def model_stage(m=world):
         gen = torch.Generator(s.device).manual_seed(args.seed)

@@ -27,7 +27,7 @@ import torch
 
 from wm_ros.config import ModelConfig
 from wm_ros.export.onnx import injection_shapes, read_manifest
-from wm_ros.model.world_model import VelocityParts, WorldModel
+from wm_ros.model.world_model import VelocityParts, WorldModel, action_injections
 
 log = logging.getLogger(__name__)
 
@@ -221,10 +221,6 @@ class OnnxWorldModel:
         if self.cfg.memory:
             inputs["memory"] = memory
         if self.adapter is not None:
-            if injections is None:
-                if cond is None:
-                    raise ValueError(f"this model needs conditioning ({self.cfg.conditioning})")
-                injections = self.adapter.encode_actions(cond)
-            inputs["inj0"], inputs["inj1"] = injections
+            inputs["inj0"], inputs["inj1"] = action_injections(self, cond, injections)
         (v,) = self.denoiser(inputs, [tuple(x.shape)])
         return VelocityParts(v, None, None, None)

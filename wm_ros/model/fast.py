@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from wm_ros.model.autoencoder import to_float_images
-from wm_ros.model.world_model import VelocityParts, WorldModel
+from wm_ros.model.world_model import VelocityParts, WorldModel, action_injections
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -157,10 +157,8 @@ class FastWorldModel:
         injections: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> VelocityParts:
         """The final velocity (N, H, c, h, w), fp32; the parts are not kept."""
-        if self.adapter is not None and use_adapter and injections is None:
-            if cond is None:
-                raise ValueError(f"this model needs conditioning ({self.cfg.conditioning})")
-            injections = self.adapter.encode_actions(cond)
+        if self.adapter is not None and use_adapter:
+            injections = action_injections(self, cond, injections)
         if not use_adapter:
             with self.autocast():
                 v = self.model.velocity_parts(x, t, d, context, memory, use_adapter=False)

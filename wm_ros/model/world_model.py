@@ -156,6 +156,21 @@ class VelocityParts:
     mask: torch.Tensor | None  # m in (0, 1): weight of the base
 
 
+def action_injections(model, cond: torch.Tensor | None, injections: tuple | None) -> tuple:
+    """The adapter's injections for one evaluation: as given (precomputed once per rollout
+    chunk), else encoded from `cond`. Shared by WorldModel and its stand-ins (the CUDA-graph
+    and onnxruntime wrappers), which take the same arguments.
+
+    Raises:
+        ValueError: neither was given.
+    """
+    if injections is not None:
+        return injections
+    if cond is None:
+        raise ValueError(f"this model needs action conditioning ({model.cfg.conditioning})")
+    return model.adapter.encode_actions(cond)
+
+
 class WorldModel(nn.Module):
     """Autoencoder + base + adapter as ModelConfig says (see module doc)."""
 
@@ -214,10 +229,7 @@ class WorldModel(nn.Module):
             if base_v is None:
                 raise ValueError("this model has no base: it cannot predict without actions")
             return VelocityParts(base_v, base_v, None, None)
-        if injections is None:
-            if cond is None:
-                raise ValueError(f"this model needs action conditioning ({self.cfg.conditioning})")
-            injections = self.adapter.encode_actions(cond)
+        injections = action_injections(self, cond, injections)
         adapter_v, logit = self.adapter(
             x, t, d, context, memory, base_v=base_v, injections=injections
         )

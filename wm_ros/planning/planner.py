@@ -48,6 +48,40 @@ class PlanResult:
     timing_ms: dict[str, float] = field(default_factory=dict)
 
 
+class PromptDrawer:
+    """Candidate targets (N, H, J) -> (N, H, C, h, w) skeleton prompts, drawn into one reused
+    buffer per batch shape (a fresh buffer costs more than the drawing: prompt_speed.py).
+
+    The last call is remembered: the same targets tensor asked again (the cost's robot mask
+    right after the model's rollout, within one CEM iteration) gets the same prompts without a
+    second drawing. A later call reuses the buffer, so read the result before calling again.
+
+    Args:
+        renderer: a PromptRenderer at the model's image size.
+        joint_names: the column order of the targets.
+    """
+
+    def __init__(self, renderer, joint_names: Sequence[str]) -> None:
+        self.renderer = renderer
+        self._order = torch.as_tensor(renderer.joint_order(joint_names), device=renderer.device)
+        self._buffers: dict[tuple[int, ...], torch.Tensor] = {}
+        self._last: tuple[torch.Tensor, int, torch.Tensor] | None = None
+
+    @torch.no_grad()
+    def __call__(self, targets: torch.Tensor) -> torch.Tensor:
+        last = self._last
+        if last is not None and last[0] is targets and last[1] == targets._version:
+            return last[2]
+        shape = (*targets.shape[:2], *self.renderer.image_shape)
+        if shape not in self._buffers:
+            self._buffers[shape] = torch.empty(
+                shape, device=targets.device, dtype=self.renderer.dtype
+            )
+        prompts = self.renderer.render(targets[..., self._order], out=self._buffers[shape])
+        self._last = (targets, targets._version, prompts)
+        return prompts
+
+
 class WorldModelRollout:
     """Candidate targets -> imagined latents through the world model, from one encoded context.
 
@@ -72,12 +106,9 @@ class WorldModelRollout:
         self.device = next(model.parameters()).device
         self.sampler_steps = sampler_steps
         self.seed = seed
-        self._order = None
-        if renderer is not None:
-            self._order = torch.as_tensor(renderer.joint_order(joint_names), device=self.device)
+        self.prompts = None if renderer is None else PromptDrawer(renderer, joint_names)
         self._ctx: torch.Tensor | None = None
         self._mem: torch.Tensor | None = None
-        self._prompts: dict[tuple[int, ...], torch.Tensor] = {}
 
     @torch.no_grad()
     def set_context(self, frames: np.ndarray) -> None:
@@ -94,6 +125,11 @@ class WorldModelRollout:
         """(K, c, h, w) latents of the context frames set last (what the prior reads)."""
         return self._ctx
 
+    @property
+    def memory(self) -> torch.Tensor | None:
+        """(M, c, h, w) latents of the memory frames set last."""
+        return self._mem
+
     @torch.no_grad()
     def encode_goal(self, image: np.ndarray) -> torch.Tensor:
         """(S, S, 3) uint8 goal image -> (c, h, w) latent."""
@@ -104,17 +140,7 @@ class WorldModelRollout:
         if self._ctx is None or self._mem is None:
             raise RuntimeError("set_context first")
         n, cfg = targets.shape[0], self.model.cfg
-        if cfg.conditioning == "prompt":
-            shape = (*targets.shape[:2], *self.renderer.image_shape)
-            if shape not in self._prompts:
-                # Reused across CEM iterations and replans (one per batch shape): a fresh
-                # (N, H, C, h, w) buffer costs more than drawing into it (prompt_speed.py).
-                self._prompts[shape] = torch.empty(
-                    shape, device=self.device, dtype=self.renderer.dtype
-                )
-            cond = self.renderer.render(targets[..., self._order], out=self._prompts[shape])
-        else:
-            cond = targets
+        cond = self.prompts(targets) if cfg.conditioning == "prompt" else targets
         gen = torch.Generator(self.device).manual_seed(self.seed)
         ctx = self._ctx[None].expand(n, *self._ctx.shape)
         mem = self._mem[None].expand(n, *self._mem.shape)
@@ -131,30 +157,22 @@ class WorldModelRollout:
 
 class RobotMasker:
     """Candidate targets (N, H, J) -> (N, H, h, w) bool: the latent cells the robot's body
-    covers at each step (costs.robot_cells), drawn with a skeleton-prompt renderer into a
-    reused buffer. The cost's robot_mask_px uses it for imagined steps and for the goal.
+    covers at each step (costs.robot_cells). The cost's robot_mask_px uses it for imagined
+    steps and for the goal.
 
     Args:
-        renderer: a PromptRenderer at the model's image size.
-        joint_names: the column order of the targets.
+        prompts: the PromptDrawer that draws the skeletons; the world model's own one when it
+            is prompt-conditioned, so the candidates are not drawn twice.
         dilate_px: pixels around the skeleton counted as the robot's body.
         cells: (h, w) of the model's latent grid.
     """
 
-    def __init__(self, renderer, joint_names: Sequence[str], dilate_px: float, cells) -> None:
-        self.renderer, self.dilate_px, self.cells = renderer, dilate_px, tuple(cells)
-        self._order = torch.as_tensor(renderer.joint_order(joint_names), device=renderer.device)
-        self._buffers: dict[tuple[int, ...], torch.Tensor] = {}
+    def __init__(self, prompts: PromptDrawer, dilate_px: float, cells) -> None:
+        self.prompts, self.dilate_px, self.cells = prompts, dilate_px, tuple(cells)
 
     @torch.no_grad()
     def __call__(self, targets: torch.Tensor) -> torch.Tensor:
-        shape = (*targets.shape[:2], *self.renderer.image_shape)
-        if shape not in self._buffers:
-            self._buffers[shape] = torch.empty(
-                shape, device=targets.device, dtype=self.renderer.dtype
-            )
-        prompts = self.renderer.render(targets[..., self._order], out=self._buffers[shape])
-        return robot_cells(prompts, self.dilate_px, self.cells)
+        return robot_cells(self.prompts(targets), self.dilate_px, self.cells)
 
 
 class Planner:
@@ -237,8 +255,10 @@ class Planner:
         mean, std = self.initial_distribution(q, context, elapsed_steps)
         timing = {"init": (time.perf_counter() - t0) * 1e3, "rollout": 0.0}
         goal_masked = None
-        if masker is not None and goal_joints is not None:
-            goal_masked = masker(goal_joints.to(q)[None, None])[0, 0]  # (h, w)
+        if goal_joints is not None:
+            goal_joints = goal_joints.to(q)  # once, not per CEM iteration
+            if masker is not None:
+                goal_masked = masker(goal_joints[None, None])[0, 0]  # (h, w)
 
         def cost(params: torch.Tensor, clipped_by: torch.Tensor) -> torch.Tensor:
             t = time.perf_counter()

@@ -29,7 +29,13 @@ from wm_ros.model.autoencoder import to_uint8_images
 from wm_ros.paths import ARM_URDF, share_dir
 from wm_ros.planning.actions import JointDeltaActions
 from wm_ros.planning.backends import planning_world
-from wm_ros.planning.planner import Planner, PlanResult, RobotMasker, WorldModelRollout
+from wm_ros.planning.planner import (
+    Planner,
+    PlanResult,
+    PromptDrawer,
+    RobotMasker,
+    WorldModelRollout,
+)
 
 # A goal joint state belongs to the goal image stamped within this many seconds of it.
 GOAL_STAMP_TOLERANCE_S = 1e-3
@@ -189,9 +195,12 @@ class PlanningSession:
         )
         masker = None
         mask_px = self.cfg.planner.cost.robot_mask_px
-        if mask_px > 0:  # only which pixels are drawn matters: one grey channel
-            grey = PromptRenderer(self.robot, cam, pcfg.replace(channels=1), str(self.device))
-            masker = RobotMasker(grey, self.joint_names, mask_px, self.model.latent_shape()[1:])
+        if mask_px > 0:
+            prompts = rollout.prompts  # the model's own drawings: the candidates are drawn once
+            if prompts is None:  # a joint-conditioned model: only the drawn pixels matter
+                grey = PromptRenderer(self.robot, cam, pcfg.replace(channels=1), str(self.device))
+                prompts = PromptDrawer(grey, self.joint_names)
+            masker = RobotMasker(prompts, mask_px, self.model.latent_shape()[1:])
         with self._lock:
             self.camera, self.rollout, self.masker = cam, rollout, masker
 

@@ -145,11 +145,12 @@ def _reach_goal(sim: TabletopSim, cfg: TaskConfig, rng: np.random.Generator) -> 
 
 def _push_goal(
     sim: TabletopSim, cfg: TaskConfig, rng: np.random.Generator, start: np.ndarray
-) -> np.ndarray:
+) -> np.ndarray | None:
     """Push the puck with the scripted pusher to a random target; retry from the start state
     until the puck moved at least cfg.push_min_displacement_m, then back the pusher off.
     Returns the staged state: the first moment the pusher stood behind the puck, ready to push,
-    brought to rest (where a "staged" episode starts)."""
+    brought to rest (where a "staged" episode starts; with a "clear" start it is not held at
+    rest, may be None, and is not used)."""
     puck0 = sim.puck_position()[:2]
     best = 0.0
     for attempt in range(PUSH_ATTEMPTS):
@@ -180,7 +181,8 @@ def _push_goal(
             "episode %d: push attempt %d moved the puck %.3f m", sim.episode_seed, attempt, moved
         )
         best = max(best, moved)
-        if moved >= cfg.push_min_displacement_m and staged is not None:
+        ready = staged is not None or cfg.push_start == "clear"  # a staged start needs one
+        if moved >= cfg.push_min_displacement_m and ready:
             return staged
     raise RuntimeError(
         f"episode {sim.episode_seed}: push goal moved the puck at most {best:.3f} m "

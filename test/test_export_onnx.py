@@ -58,6 +58,26 @@ def test_joint_conditioning_without_memory_exports_too(tmp_path):
     assert max(check_parity(model, tmp_path, n=2, steps=1).values()) <= TOLERANCE
 
 
+def test_a_residual_model_samples_alike_through_every_backend(tmp_path):
+    """The stand-ins borrow WorldModel's sampler, so they add the last context latent back
+    too; the flag travels in the export's manifest and changes the fingerprint."""
+    model = tiny_model(TINY.replace(residual=True, residual_scale=0.5))
+    export_onnx(model, tmp_path)
+    assert read_manifest(tmp_path)["model"]["residual"] is True
+    assert OnnxWorldModel(tmp_path).cfg == model.cfg
+    assert fingerprint(model) != fingerprint(tiny_model())  # same weights, other flow data
+    assert max(check_parity(model, tmp_path, n=2).values()) <= TOLERANCE
+    g = torch.Generator().manual_seed(1)
+    ctx, mem = torch.randn(2, 2, 2, 4, 4, generator=g), torch.randn(2, 1, 2, 4, 4, generator=g)
+    cond = torch.rand(2, 6, 3, 16, 16, generator=g)  # two chunks
+    with torch.no_grad():
+        ref, fast = (
+            m.rollout(ctx, mem, cond, generator=torch.Generator().manual_seed(0))
+            for m in (model, FastWorldModel(model, "fp32"))
+        )
+    torch.testing.assert_close(fast, ref, rtol=0, atol=0)
+
+
 def test_an_export_of_other_weights_is_refused(exported):
     _, directory = exported
     with pytest.raises(ValueError, match="other weights"):

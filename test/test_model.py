@@ -9,7 +9,14 @@ import torch
 
 from wm_ros.config import ModelConfig, TrainConfig
 from wm_ros.data import sim_episodes
-from wm_ros.model import CheckpointError, WorldModel, flow, load_model, save_model
+from wm_ros.model import (
+    CheckpointError,
+    VelocityParts,
+    WorldModel,
+    flow,
+    load_model,
+    save_model,
+)
 from wm_ros.train import Trainer
 
 TINY = ModelConfig(
@@ -197,6 +204,74 @@ def test_shortcut_target_of_a_straight_flow_is_its_velocity():
     torch.testing.assert_close(x_t, noise + t[:, None] * (data - noise))
 
 
+# ---------------------------------------------------------------------------------- residual
+
+RESIDUAL = TINY.replace(residual=True, residual_scale=0.5)
+
+
+def test_residual_sample_is_the_last_context_latent_plus_the_scaled_flow_sample():
+    """Same weights, same noise: the flow is the same; residual adds it to the last frame."""
+    plain, res = model(TINY, seed=4), model(RESIDUAL, seed=4)
+    inp = inputs(TINY)
+    with torch.no_grad():
+        a, b = (
+            m.sample(inp["context"], inp["memory"], inp["cond"], steps=2,
+                     generator=torch.Generator().manual_seed(7))
+            for m in (plain, res)
+        )  # fmt: skip
+    torch.testing.assert_close(b, inp["context"][:, -1:] + 0.5 * a)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 4])
+@pytest.mark.parametrize("change", [0.0, 0.3])
+def test_residual_model_predicting_a_constant_change_applies_it_per_chunk(steps, change):
+    """A velocity field that flows every noise to the data `change` (the exact rectified-flow
+    velocity (change - x) / (1 - t)): with change 0, "nothing changes", every future step
+    reproduces the last context latent, in every autoregressive chunk; with change c, chunk k
+    lies k * scale * c above it (each chunk relative to its own last context latent)."""
+    m, inp, h = model(RESIDUAL), inputs(RESIDUAL), RESIDUAL.horizon
+
+    def to_change(x, t, d, context, memory, **_):
+        v = (change - x) / (1 - t).view(-1, 1, 1, 1, 1)
+        return VelocityParts(v, None, None, None)
+
+    m.velocity_parts = to_change
+    cond = inp["cond"][:, [0, 1, 2, 0, 1, 2, 0]]  # (N, 2H + 1, ...): three chunks
+    with torch.no_grad():
+        z = m.rollout(inp["context"], inp["memory"], cond, steps=steps,
+                      generator=torch.Generator().manual_seed(1))  # fmt: skip
+    assert z.shape[1] == 2 * h + 1
+    chunk = torch.arange(z.shape[1]) // h + 1  # (L,) 1, 1, 1, 2, ...
+    want = inp["context"][:, -1:] + (0.5 * change * chunk).view(1, -1, 1, 1, 1)
+    torch.testing.assert_close(z, want.expand_as(z), rtol=0, atol=1e-5)
+
+
+def test_residual_flag_survives_save_and_load(tmp_path):
+    m, inp = model(RESIDUAL, seed=2), inputs(RESIDUAL)
+    save_model(m, tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    assert loaded.cfg == RESIDUAL and loaded.cfg.residual and loaded.cfg.residual_scale == 0.5
+    with torch.no_grad():
+        a, b = (
+            x.sample(inp["context"], inp["memory"], inp["cond"],
+                     generator=torch.Generator().manual_seed(3))
+            for x in (m, loaded)
+        )  # fmt: skip
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_config_without_the_residual_fields_loads_as_not_residual(tmp_path):
+    """Models saved before the option existed keep predicting the future latents."""
+    d = save_model(model(), tmp_path / "m")
+    cfg = json.loads((d / "config.json").read_text())
+    del cfg["model"]["residual"], cfg["model"]["residual_scale"]
+    (d / "config.json").write_text(json.dumps(cfg))
+    loaded = load_model(d)
+    assert loaded.cfg == TINY and not loaded.cfg.residual
+    with pytest.raises(ValueError, match="residual_scale"):
+        TINY.replace(residual_scale=0.0)
+
+
 # ---------------------------------------------------------------------------------- checkpoints
 
 
@@ -279,6 +354,37 @@ def test_tiny_model_overfits_a_tiny_dataset(tmp_path, tiny_episodes):
             opt.step()
             losses.append(float(loss.detach()))
         assert losses[-1] < losses[0] / factor, (stage, losses[0], losses[-1])
+
+
+def flow_data_of_one_batch(trainer: Trainer, stage: str, monkeypatch) -> dict:
+    """The data (N, H, c, h, w) handed to flow_matching_batch and shortcut_batch by one loss."""
+    seen = {}
+    for name, pos in (("flow_matching_batch", 1), ("shortcut_batch", 2)):
+        real = getattr(flow, name)
+
+        def spy(*args, _real=real, _name=name, _pos=pos, **kw):
+            seen[_name] = args[_pos]
+            return _real(*args, **kw)
+
+        monkeypatch.setattr(flow, name, spy)
+    with torch.no_grad():
+        trainer.loss(stage, trainer.data, (0,))
+    monkeypatch.undo()
+    return seen
+
+
+@pytest.mark.parametrize("stage", ["base", "adapter"])
+def test_residual_training_data_of_a_static_scene_is_zero(tmp_path, tiny_episodes, stage,
+                                                          monkeypatch):  # fmt: skip
+    """In a scene where nothing changes, the residual flow's data is exactly zero, for the
+    flow-matching and the shortcut part of the batch alike; the plain flow's is not."""
+    for cfg in (TINY, RESIDUAL):
+        trainer = Trainer(tiny_episodes, tmp_path / str(cfg.residual), cfg, FAST)
+        trainer.data.frames[:] = trainer.data.frames[0]  # one frame everywhere
+        seen = flow_data_of_one_batch(trainer, stage, monkeypatch)
+        assert set(seen) == {"flow_matching_batch", "shortcut_batch"}
+        for name, data in seen.items():
+            assert (data.abs().max() == 0) == cfg.residual, (cfg.residual, name)
 
 
 def test_training_resumes_exactly_after_an_interruption(tmp_path, tiny_episodes):

@@ -6,6 +6,7 @@ import torch
 
 from wm_ros.config import CEMConfig, ModelConfig, PlannerConfig, PlanningSessionConfig, SimConfig
 from wm_ros.model import WorldModel
+from wm_ros.planning.actions import ToolDeltaActions
 from wm_ros.planning.session import FrameHistory, PlanningSession, PlanSkippedError
 from wm_ros.sim import TabletopSim
 
@@ -87,6 +88,25 @@ def test_a_replan_from_simulator_observations_is_within_limits(session, sim):
     bad = PlanningSessionConfig(planner=CFG.planner.replace(horizon=6, knots=0))
     with pytest.raises(ValueError, match="not a multiple"):
         PlanningSession(bad, WorldModel(TINY).eval())  # 6 steps vs the model's chunks of 4
+
+
+def test_tool_axes_plan_tool_motions_within_the_joint_limits(sim):
+    torch.manual_seed(0)
+    cem = CFG.planner.cem.replace(init_std=0.03, min_std=0.003)
+    cfg = PlanningSessionConfig(planner=CFG.planner.replace(tool_axes=("x", "y"), cem=cem))
+    session = PlanningSession(cfg, WorldModel(TINY).eval())
+    assert isinstance(session.actions, ToolDeltaActions) and session.actions.shape == (4, 2)
+    feed_camera(session, sim)
+    session.add_image(sim.render(), 10.0)
+    q = sim.joint_positions()
+    session.set_joints(sim.joint_names, q, 10.0)
+    session.set_goal(sim.render())
+    result, _ = session.replan(10.0)
+    targets = torch.as_tensor(result.targets, dtype=torch.float32)
+    assert session.actions.check(targets, q) == []
+    # The tool moves in the table's plane (the arm is planar) and about as far as CEM spread it.
+    tool = session.actions.tool_points(targets)
+    assert float((tool[-1] - session.actions.knot_origin(q)).norm()) < 0.2
 
 
 def test_a_horizon_of_two_model_chunks_is_imagined_chunk_by_chunk(sim):

@@ -114,7 +114,11 @@ def test_shipped_config_lists_the_ablations():
 
 @pytest.mark.parametrize(
     ("variant", "shares_base"),
-    [(TINY.replace(use_mask=False), True), (TINY.replace(use_base=False), False)],
+    [
+        (TINY.replace(use_mask=False), True),
+        (TINY.replace(use_base=False), False),
+        (TINY.replace(residual=True), False),  # its base must learn other data
+    ],
 )
 def test_ablation_starts_from_the_trained_autoencoder_and_base(
     tmp_path, episodes, variant, shares_base
@@ -131,6 +135,8 @@ def test_ablation_starts_from_the_trained_autoencoder_and_base(
         assert abl.state["done"]["base"] == FAST.base_steps
         w = "net.stem.weight"
         torch.testing.assert_close(abl.model.base.state_dict()[w], src.model.base.state_dict()[w])
+    else:
+        assert abl.state["done"]["base"] == 0
     abl.run_stage("adapter", steps=2)
     assert load_model(tmp_path / "abl").cfg == variant
     with pytest.raises(ValueError, match="does not fit"):

@@ -393,6 +393,12 @@ class ModelConfig(ConfigBase):
         num_joints: J, joints per action vector (the "joints" conditioning).
         shortcut_levels: the sampler can take 1, 2, 4, ... 2**shortcut_levels steps with a
             trained step size (shortcut models, Frans et al. 2024); other counts use d = 0.
+        residual: True = the flow's data is the change of each future latent from the last
+            context latent, (z_future - z_context[:, -1:]) / residual_scale, and sampling adds
+            that latent back: "nothing changes" is the zero prediction. False = the future
+            latents themselves (models saved before the field existed).
+        residual_scale: the fixed divisor of the residual, about the std of those changes on
+            the training data, so the flow's data has about unit scale like its noise.
     """
 
     image_size: int = 64
@@ -410,6 +416,8 @@ class ModelConfig(ConfigBase):
     prompt_features: int = 4
     num_joints: int = 4
     shortcut_levels: int = 3
+    residual: bool = False
+    residual_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.image_size < 8 or self.image_size % 4:
@@ -435,6 +443,8 @@ class ModelConfig(ConfigBase):
             raise ValueError("prompt_features and num_joints must be positive")
         if not 0 <= self.shortcut_levels <= 7:
             raise ValueError(f"shortcut_levels must be within 0..7, got {self.shortcut_levels}")
+        if not self.residual_scale > 0:
+            raise ValueError(f"residual_scale must be positive, got {self.residual_scale}")
 
     @property
     def latent_size(self) -> int:
@@ -506,7 +516,8 @@ class CEMConfig(ConfigBase):
         num_samples: N candidates drawn per iteration (the current mean is always one of them).
         num_elites: lowest-cost candidates the distribution is refitted on.
         iterations: I refits per replan.
-        init_std: spread of a fresh distribution, in parameter units (rad for joint deltas).
+        init_std: spread of a fresh distribution, in parameter units (rad for joint offsets,
+            metres for tool offsets).
         min_std: floor of the spread, so the search never collapses completely.
         momentum: weight of the previous mean and std in each refit (0 = elites only).
         warm_start: start each replan from the previous mean shifted by one knot.
@@ -579,6 +590,9 @@ class PlannerConfig(ConfigBase):
         dt: seconds per control step (the simulator's control_dt; the plan's point spacing).
         knots: P knots the H steps interpolate through (0 = one per step).
         joints: joints the planner moves, by name (empty = all actuated joints).
+        tool_axes: base-frame axes ("x", "y", "z") of tool-point knots, turned into joint
+            targets by inverse kinematics (wm_ros.planning.actions.ToolDeltaActions); empty:
+            knots of joint offsets. With tool axes, cem.init_std and min_std are metres.
         sampler_steps: flow sampler steps per world-model rollout (1, 2, 4 or 8 trained).
         use_prior: seed a fresh search from the learned action prior when the model has one
             (off by default: the shipped prior learnt exploration, and seeding reach episodes
@@ -594,6 +608,7 @@ class PlannerConfig(ConfigBase):
     dt: float = 0.1
     knots: int = 0
     joints: tuple[str, ...] = ()
+    tool_axes: tuple[str, ...] = ()
     sampler_steps: int = 2
     use_prior: bool = False
     prior_std_scale: float = 1.0
@@ -611,6 +626,11 @@ class PlannerConfig(ConfigBase):
             raise ValueError(f"knots must be within 0..horizon ({self.horizon}), got {self.knots}")
         if self.prior_std_scale <= 0:
             raise ValueError("prior_std_scale must be positive")
+        axes = tuple(self.tool_axes)
+        if any(a not in ("x", "y", "z") for a in axes) or len(set(axes)) != len(axes):
+            raise ValueError(f"tool_axes must be distinct among x, y, z, got {list(axes)}")
+        if axes and self.joints:
+            raise ValueError("tool_axes move every joint: leave planner.joints empty")
 
 
 # planner_node parameters that belong to the node, not to the planning session (its params file

@@ -8,8 +8,9 @@ conditioning is the skeleton prompts of the commanded joint targets, or the raw 
 targets given the context latents and the current joints).
 
 `init_from` starts a new directory from another model's trained parts (the autoencoder, and the
-base when both have one), marking those stages done: the ablations train only their adapter on
-the same autoencoder and base as the full model.
+base when both have one and their flows have the same data: ModelConfig.residual), marking those
+stages done: the ablations train only their adapter on the same autoencoder and base as the
+full model.
 
 Under torchrun (WORLD_SIZE > 1) each process trains on its own windows (the seed includes the
 rank), gradients are averaged by DistributedDataParallel (gloo on CPU, NCCL on CUDA, one GPU per
@@ -45,6 +46,7 @@ from wm_ros.data import Episode, EpisodeSet
 from wm_ros.model import WorldModel, flow, load_model, save_model
 from wm_ros.model.autoencoder import to_float_images
 from wm_ros.model.conditioning import action_conditioning, model_prompt_renderer
+from wm_ros.model.world_model import to_flow_data
 from wm_ros.planning.prior import ActionPrior, gaussian_nll, has_prior, load_prior, save_prior
 
 log = logging.getLogger(__name__)
@@ -118,6 +120,11 @@ def _seed_span(episodes: list[Episode]) -> str:
     """Episode seeds as "first..last (n)" for the record ("" when unknown)."""
     seeds = sorted(e.seed for e in episodes if e.seed is not None)
     return f"{seeds[0]}..{seeds[-1]} ({len(seeds)})" if seeds else ""
+
+
+def _same_flow_data(a: ModelConfig, b: ModelConfig) -> bool:
+    """Whether two models' flows have the same data (future latents, or the same residual)."""
+    return a.residual == b.residual and (not a.residual or a.residual_scale == b.residual_scale)
 
 
 class Trainer:
@@ -196,7 +203,10 @@ class Trainer:
         src_done = (read_config(source)[1].get("training") or {}).get("done", {})
         parts = [("autoencoder", src.autoencoder, self.model.autoencoder)]
         if src.base is not None and self.model.base is not None:
-            parts.append(("base", src.base, self.model.base))
+            if _same_flow_data(src.cfg, self.model.cfg):
+                parts.append(("base", src.base, self.model.base))
+            else:  # its base learned other data: this run trains its own
+                log.info("base not taken from %s: it was trained on other flow data", source)
         for stage, have, want in parts:
             try:
                 want.load_state_dict(have.state_dict())
@@ -281,7 +291,8 @@ class Trainer:
         mem, ctx, fut = z[:, : mc.memory], z[:, mc.memory : -mc.horizon], z[:, -mc.horizon :]
         use_adapter = stage == "adapter"
         cond = self.conditioning(data.future_actions(idx)) if use_adapter else None
-        noise = torch.randn(fut.shape, generator=gen, device=self.device)
+        z1 = to_flow_data(mc, fut, ctx)  # (B, H, c, h, w): fut, or its change (residual)
+        noise = torch.randn(z1.shape, generator=gen, device=self.device)
         ns = round(b * self.cfg.shortcut_fraction) if mc.shortcut_levels > 0 else 0
 
         def velocity(sl: slice):
@@ -290,10 +301,10 @@ class Trainer:
                 x, t, d, ctx[sl], mem[sl], cond=c, use_adapter=use_adapter
             )
 
-        x, t, d, target = flow.flow_matching_batch(noise[ns:], fut[ns:], gen)
+        x, t, d, target = flow.flow_matching_batch(noise[ns:], z1[ns:], gen)
         if ns:
             xs, ts, ds, tgt = flow.shortcut_batch(
-                velocity(slice(0, ns)), noise[:ns], fut[:ns], mc.shortcut_levels, gen
+                velocity(slice(0, ns)), noise[:ns], z1[:ns], mc.shortcut_levels, gen
             )
             x, t, d = torch.cat([xs, x]), torch.cat([ts, t]), torch.cat([ds, d])
             target = torch.cat([tgt, target])

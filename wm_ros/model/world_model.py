@@ -11,6 +11,10 @@ outputs its own velocity and a mask logit, and
 
 Ablations by ModelConfig: use_base=False (adapter alone), conditioning="joints", use_mask=False
 (final = base + adapter, adapter head zero-init so training starts from the base).
+
+With cfg.residual the flow's data is each future latent's change from the last context latent
+(to_flow_data), and sampling adds that latent back (from_flow_data): a model that predicts no
+change reproduces the last frame. Training and every sampler go through these two functions.
 """
 
 from __future__ import annotations
@@ -171,6 +175,22 @@ def action_injections(model, cond: torch.Tensor | None, injections: tuple | None
     return model.adapter.encode_actions(cond)
 
 
+def to_flow_data(cfg: ModelConfig, future: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    """Future latents (N, H, c, h, w) -> the flow's data (N, H, c, h, w): themselves, or with
+    cfg.residual their change from the last context latent (context (N, K, c, h, w)) divided
+    by cfg.residual_scale."""
+    if not cfg.residual:
+        return future
+    return (future - context[:, -1:]) / cfg.residual_scale
+
+
+def from_flow_data(cfg: ModelConfig, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    """The inverse of to_flow_data: a sample of the flow (N, H, c, h, w) -> future latents."""
+    if not cfg.residual:
+        return x
+    return context[:, -1:] + cfg.residual_scale * x
+
+
 class WorldModel(nn.Module):
     """Autoencoder + base + adapter as ModelConfig says (see module doc)."""
 
@@ -268,7 +288,8 @@ class WorldModel(nn.Module):
         shared_noise: bool = False,
     ) -> torch.Tensor:
         """H future latents (N, H, c, h, w) by `steps` Euler steps from seeded noise (one draw
-        for all N with shared_noise: see flow.sample)."""
+        for all N with shared_noise: see flow.sample); with cfg.residual the flow gives the
+        change from the last context latent (from_flow_data)."""
         n = context.shape[0]
         shape = (n, self.cfg.horizon, *self.latent_shape())
         inj = None
@@ -282,7 +303,7 @@ class WorldModel(nn.Module):
                 x, t, d, context, memory, use_adapter=use_adapter, injections=inj
             ).final
 
-        return flow.sample(
+        x = flow.sample(
             v,
             shape,
             steps,
@@ -292,6 +313,7 @@ class WorldModel(nn.Module):
             dtype=context.dtype,
             shared_noise=shared_noise,
         )
+        return from_flow_data(self.cfg, x, context)
 
     def rollout(
         self,
@@ -306,8 +328,9 @@ class WorldModel(nn.Module):
         shared_noise: bool = False,
     ) -> torch.Tensor:
         """Chunked autoregression: `length` future latents (N, L, c, h, w), H at a time, each
-        chunk conditioned on the model's own latest K predictions; frames leaving the context
-        become the most recent memory. cond: (N, L, ...) per future step (None for base-only).
+        chunk conditioned on the model's own latest K predictions (with cfg.residual, each chunk
+        is a change from its own last context latent); frames leaving the context become the
+        most recent memory. cond: (N, L, ...) per future step (None for base-only).
         """
         h_len = self.cfg.horizon
         if length is None:

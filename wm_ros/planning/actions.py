@@ -1,4 +1,7 @@
-"""Action parameterisation: CEM parameters (P knots x D selected joints) <-> joint targets.
+"""Action parameterisation: CEM parameters (P knots x D) <-> joint targets.
+
+JointDeltaActions: D selected joints. ToolDeltaActions: D axes of the tool point, through
+inverse kinematics (its class doc). Both share the knot layout, the limits and the checks.
 
 A knot is an offset from the current pose q0 of the selected joints at one future step; the
 targets of the H control steps interpolate linearly from q0 (at step 0) through the knots
@@ -130,6 +133,25 @@ class JointDeltaActions:
             problems.append("non-finite target")
         return problems
 
+    def knot_origin(self, q0: torch.Tensor) -> torch.Tensor:
+        """(D,) what the parameters are offsets from at pose q0: the selected joints' values."""
+        return self._q0(q0)[self.selected]
+
+    def path(self, params: torch.Tensor, q0: torch.Tensor) -> torch.Tensor:
+        """(N, P, D) parameters -> (N, H, D) absolute values of the parameterised quantity at
+        steps 1..H (here the selected joints' targets)."""
+        return self.to_targets(params, q0)[..., self.selected]
+
+    def offsets_of(self, targets: torch.Tensor, q0: torch.Tensor) -> torch.Tensor:
+        """(..., P, J) joint targets at the knot steps -> (..., P, D) parameters that reach them
+        (how the learned prior's joint-space mean seeds a search)."""
+        return (targets - self._q0(q0))[..., self.selected]
+
+    def spread_of(self, std: torch.Tensor) -> torch.Tensor | None:
+        """(..., P, J) joint-space spread at the knot steps -> (..., P, D) in parameter units,
+        or None where it does not translate."""
+        return std[..., self.selected]
+
     def warm_start(
         self,
         mean: torch.Tensor,
@@ -144,10 +166,9 @@ class JointDeltaActions:
         and re-expressed as offsets from the pose now; its std shifted the same way (knots
         past the old plan's end hold its last target with a fresh spread)."""
         steps = max(1, min(int(steps), self.horizon))
-        targets = self.to_targets(mean[None], q_then)[0]  # (H, J) absolute
-        later = torch.cat([targets[steps:], targets[-1:].expand(steps, -1)])  # the last holds
-        at_knots = later[self.knot_steps - 1][:, self.selected]  # (P, D)
-        new_mean = at_knots - self._q0(q_now)[self.selected]
+        path = self.path(mean[None], q_then)[0]  # (H, D) absolute
+        later = torch.cat([path[steps:], path[-1:].expand(steps, -1)])  # the last holds
+        new_mean = later[self.knot_steps - 1] - self.knot_origin(q_now)  # (P, D)
         if self.knots == self.horizon:
             new_std = std
             for _ in range(steps):
@@ -157,3 +178,140 @@ class JointDeltaActions:
         new_std = std.clone()
         new_std[fresh] = torch.clamp(new_std[fresh], min=init_std)
         return new_mean, new_std
+
+
+AXES = {"x": 0, "y": 1, "z": 2}
+
+
+class ToolDeltaActions(JointDeltaActions):
+    """Knots of tool-point offsets (metres, along `axes` of the robot's base frame) turned
+    into joint targets by inverse kinematics.
+
+    Pushing and reaching are motions of the tool: in joint space a redundant arm spends much of
+    a candidate's spread on motions that leave the tool where it is (half of it for the planar
+    4-joint arm), so a search of the same size covers far fewer tool paths. The tool path of
+    the H steps interpolates linearly from the current tool point through the knots; each step's
+    joints come from `ik_iterations` damped-least-squares steps from the previous step's
+    joints (Jacobian by finite differences of the batched forward kinematics: any URDF),
+    clamped to the velocity limit x dt and the position limits after every step, so the targets
+    always respect the limits; the minimum-norm step keeps the arm's redundant shape. Where a
+    path cannot be followed within the limits, `project` returns the offsets the arm does reach
+    (the planning cost's `limit` term charges the difference).
+
+    Args:
+        fk: forward kinematics of the robot (its joint_names are the targets' columns).
+        lower, upper, velocity, horizon, dt, knots, device: as JointDeltaActions.
+        tool_link, tool_offset: the tool point: tool_offset (3,) metres in tool_link's frame.
+        axes: base-frame axes the knots move the tool along ("x", "y", "z").
+        ik_iterations: damped-least-squares steps per control step.
+        damping: of the least squares, metres.
+    """
+
+    def __init__(
+        self,
+        fk,
+        lower: np.ndarray,
+        upper: np.ndarray,
+        velocity: np.ndarray,
+        *,
+        tool_link: str,
+        tool_offset=(0.0, 0.0, 0.0),
+        axes=("x", "y"),
+        horizon: int,
+        dt: float,
+        knots: int = 0,
+        ik_iterations: int = 2,
+        damping: float = 0.01,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        super().__init__(
+            fk.joint_names,
+            lower,
+            upper,
+            velocity,
+            horizon=horizon,
+            dt=dt,
+            knots=knots,
+            device=device,
+        )
+        unknown = [a for a in axes if a not in AXES]
+        if not axes or unknown or len(set(axes)) != len(axes):
+            raise ValueError(f"tool axes must be distinct names among {list(AXES)}, got {axes}")
+        if ik_iterations <= 0 or damping < 0:
+            raise ValueError("need ik_iterations > 0 and damping >= 0")
+        self.fk = fk
+        self.tool_index = fk.link_index(tool_link)
+        self.tool_offset = np.asarray(tool_offset, dtype=np.float64).reshape(1, 3)
+        self.axes = torch.as_tensor([AXES[a] for a in axes], device=device)
+        self.ik_iterations, self.damping = ik_iterations, damping
+        self._projected: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.knots, len(self.axes))
+
+    def tool_points(self, q: torch.Tensor) -> torch.Tensor:
+        """(..., J) joints -> (..., D) tool point along the axes, metres."""
+        return self.fk.points(q, [self.tool_index], self.tool_offset)[..., 0, self.axes]
+
+    def knot_origin(self, q0: torch.Tensor) -> torch.Tensor:
+        return self.tool_points(self._q0(q0))
+
+    def path(self, params: torch.Tensor, q0: torch.Tensor) -> torch.Tensor:
+        """(N, P, D) offsets -> (N, H, D) the commanded tool path (before the arm's limits)."""
+        p0 = self.knot_origin(q0)
+        points = torch.cat([p0.expand(params.shape[0], 1, -1), params + p0], dim=1)
+        return torch.einsum("hp,npd->nhd", self._interp, points)
+
+    def offsets_of(self, targets: torch.Tensor, q0: torch.Tensor) -> torch.Tensor:
+        return self.tool_points(targets) - self.knot_origin(q0)
+
+    def spread_of(self, std: torch.Tensor) -> None:
+        """None: a spread of joint angles says nothing about the tool's (CEM's init_std holds)."""
+        return None
+
+    def _jacobian(self, q: torch.Tensor, eps: float = 1e-4) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, J) -> tool points (N, D) and their Jacobian (N, D, J), by forward differences."""
+        j = q.shape[-1]
+        probes = torch.cat([q[:, None], q[:, None] + eps * torch.eye(j, device=q.device)], dim=1)
+        pts = self.tool_points(probes)  # (N, J + 1, D)
+        return pts[:, 0], ((pts[:, 1:] - pts[:, :1]) / eps).transpose(1, 2)
+
+    def _solve(self, path: torch.Tensor, q0: torch.Tensor) -> torch.Tensor:
+        """(N, H, D) tool path -> (N, H, J) joint targets within the limits (class doc)."""
+        n = path.shape[0]
+        reach = self.velocity * self.dt
+        eye = torch.eye(path.shape[-1], device=path.device) * self.damping**2
+        prev = q0.expand(n, -1)
+        out = []
+        for h in range(self.horizon):  # H steps, each a few batched least-squares steps
+            q = prev
+            for _ in range(self.ik_iterations):
+                point, jac = self._jacobian(q)
+                err = path[:, h] - point  # (N, D)
+                lam = torch.linalg.solve(jac @ jac.transpose(1, 2) + eye, err[..., None])
+                q = q + (jac.transpose(1, 2) @ lam)[..., 0]
+                q = torch.minimum(torch.maximum(q, prev - reach), prev + reach)
+                q = torch.minimum(torch.maximum(q, self.lower), self.upper)
+            out.append(q)
+            prev = q
+        return torch.stack(out, dim=1)
+
+    def project(self, params: torch.Tensor, q0: torch.Tensor) -> torch.Tensor:
+        """(N, P, D) raw tool offsets -> the offsets the arm reaches at the knot steps within
+        its limits; the joint targets are kept for the `to_targets` call that follows."""
+        q0 = self._q0(q0)
+        targets = self._solve(self.path(params, q0), q0)
+        reached = self.offsets_of(targets[:, self.knot_steps - 1], q0)
+        self._projected = (reached, q0, targets)
+        return reached
+
+    def to_targets(self, params: torch.Tensor, q0: torch.Tensor) -> torch.Tensor:
+        """(N, P, D) offsets -> (N, H, J) joint targets of steps 1..H (those found by the last
+        `project` when it returned these very offsets from the same pose)."""
+        q0 = self._q0(q0)
+        if self._projected is not None:
+            reached, q_then, targets = self._projected
+            if params is reached and torch.equal(q_then, q0):
+                return targets
+        return self._solve(self.path(params, q0), q0)

@@ -214,10 +214,13 @@ class Planner:
         if cfg.use_prior and self.prior is not None and context is not None:
             pm, ps = self.prior(context[None], q0[None])  # (1, H, J) each
             at = a.knot_steps - 1
-            mean = (pm[0, at] - q0)[:, a.selected]
+            mean = a.offsets_of(pm[0, at], q0)
             # The prior's spread describes the data it learnt from (exploration, not this goal):
             # it may widen the search, never narrow it below a fresh one.
-            std = (ps[0, at][:, a.selected] * cfg.prior_std_scale).clamp_min(cfg.cem.init_std)
+            spread = a.spread_of(ps[0, at])
+            std = torch.full_like(mean, cfg.cem.init_std)
+            if spread is not None:
+                std = (spread * cfg.prior_std_scale).clamp_min(cfg.cem.init_std)
             return a.project(mean[None], q0)[0], std
         shape = a.shape
         return (

@@ -24,10 +24,11 @@ from PIL import Image
 
 from wm_ros.camera import CameraModel
 from wm_ros.config import PlanningSessionConfig, PromptConfig
+from wm_ros.kinematics.fk import ForwardKinematics
 from wm_ros.kinematics.urdf import RobotModel, load_urdf
 from wm_ros.model.autoencoder import to_uint8_images
 from wm_ros.paths import ARM_URDF, share_dir
-from wm_ros.planning.actions import JointDeltaActions
+from wm_ros.planning.actions import JointDeltaActions, ToolDeltaActions
 from wm_ros.planning.backends import planning_world
 from wm_ros.planning.planner import (
     Planner,
@@ -122,17 +123,21 @@ class PlanningSession:
             )
         self.joint_names = self.robot.actuated_joint_names
         joints = self.robot.actuated_joints
-        self.actions = JointDeltaActions(
-            self.joint_names,
-            np.array([j.lower for j in joints]),
-            np.array([j.upper for j in joints]),
-            np.array([j.velocity for j in joints]),
-            horizon=pc.horizon,
-            dt=pc.dt,
-            knots=pc.knots,
-            joints=pc.joints,
-            device=self.device,
-        )
+        limits = [np.array([getattr(j, k) for j in joints]) for k in ("lower", "upper", "velocity")]
+        steps = {"horizon": pc.horizon, "dt": pc.dt, "knots": pc.knots, "device": self.device}
+        if pc.tool_axes:
+            tool = PromptConfig()
+            fk = ForwardKinematics(self.robot)
+            self.actions = ToolDeltaActions(
+                fk,
+                *limits,
+                tool_link=tool.tool_link,
+                tool_offset=tool.tool_offset,
+                axes=pc.tool_axes,
+                **steps,
+            )
+        else:
+            self.actions = JointDeltaActions(self.joint_names, *limits, joints=pc.joints, **steps)
         if prior is not None and tuple(prior.cfg.joint_names) not in ((), self.joint_names):
             raise ValueError(
                 f"the action prior covers joints {prior.cfg.joint_names}, the robot "

@@ -126,9 +126,14 @@ class SkeletonRasterizer:
         self.seg_rows = min(
             math.floor(2 * self.seg_reach * math.sqrt(2)) + 1, self.height, self.width
         )
-        # Dots grouped by stencil size (joints, tool): one batched pass per group.
+        # Dots grouped by stencil size (joints, tool): one batched pass per group. A dot covers
+        # the pixels with |x - cx| < reach (and likewise y): at most ceil(2 * reach) per axis,
+        # all among the ceil(2 * reach) from ceil(cx - reach) on (the stencil's first, `_dots`).
+        # When cx - reach is an integer that first pixel has coverage 0, and the pixel one past
+        # the stencil is cut off (still coverage 0, drawn black): so only the key map's element
+        # id at such undrawn pixels depends on where the stencil ends, never the image.
         reach = style.dot_radii + 0.5
-        sizes = np.minimum(np.floor(2 * reach).astype(int) + 1, min(self.height, self.width))
+        sizes = np.minimum(np.ceil(2 * reach).astype(int), min(self.height, self.width))
         self.dot_groups: list[tuple[int, np.ndarray]] = [
             (int(size), np.flatnonzero((sizes == size) & (style.dot_radii > 0)))
             for size in sorted(set(sizes.tolist()))
@@ -139,9 +144,11 @@ class SkeletonRasterizer:
             raise ValueError(f"too many skeleton elements to draw ({self.num_colors})")
         # The scatter target: int16 while keys fit (a 256 x 8 x 64 x 64 map is 16 MB: cache).
         self.key_dtype = torch.int16 if max_key <= 2**15 else torch.int32
-        # Candidate pixel indices are transposed in the narrowest integer type (`draw`).
+        # Candidates are transposed as (key, pixel index) pairs of the narrowest integer type that
+        # holds both (`draw`).
         pixels = self.height * self.width
-        self._pixel_dtype = torch.int16 if pixels <= 2**15 else torch.int32
+        narrow = self.key_dtype == torch.int16 and pixels <= 2**15
+        self._pair_dtype = torch.int16 if narrow else torch.int32
         colors = np.concatenate([style.edge_colors, style.dot_colors]).reshape(self.num_colors, -1)
         levels = np.arange(_LEVELS) / (_LEVELS - 1)
         table = levels[:, None, None] * colors[None]  # (levels, colours, C)
@@ -461,16 +468,22 @@ class SkeletonRasterizer:
             self._segment_pixels(*seg, c, index_f[:n_seg], keys_f[:n_seg])
         self._dots(ux, uy, dep, c, index_out=index_f[n_seg:], keys_out=keys_f[n_seg:])
         # (N, B) float candidates -> (B, N) integers. A transposing copy is the slow part (torch
-        # does it on one thread, fast only without a dtype change), so keys and pixel indices are
-        # narrowed first (int16 for 64x64 prompts: exact, they are integers below 2**15) and
-        # transposed as such; then the index is widened to the int64 that scatter/gather want.
-        keys_n = self._workspace_tensor("a", (count, batch), small.dtype, dev).copy_(keys_f)
-        index_n = self._workspace_tensor("b", (count, batch), self._pixel_dtype, dev)
-        index_n.copy_(index_f)
-        keys = self._workspace_tensor("d", (batch, count), small.dtype, dev).copy_(keys_n.t())
-        index_t = self._workspace_tensor("c", (batch, count), self._pixel_dtype, dev)
-        index_t.copy_(index_n.t())
-        index = self._workspace_tensor("index", (batch, count), torch.int64, dev).copy_(index_t)
+        # does it on one thread, fast only without a dtype change), so each candidate's key and
+        # pixel index are narrowed into one (key, index) pair (two int16 for 64x64 prompts:
+        # exact, they are integers below 2**15) and the pairs are transposed at once, as int32
+        # (int64); then the index is widened to the int64 that scatter/gather want.
+        pairs = self._workspace_tensor("a", (count, batch, 2), self._pair_dtype, dev)
+        pairs[..., 0].copy_(keys_f)
+        pairs[..., 1].copy_(index_f)
+        pair_as_one = torch.int32 if self._pair_dtype == torch.int16 else torch.int64
+        pairs_t = self._workspace_tensor("c", (batch, count), pair_as_one, dev)
+        pairs_t.copy_(pairs.view(pair_as_one).view(count, batch).t())
+        pairs_t = pairs_t.view(self._pair_dtype).view(batch, count, 2)  # (B, N, (key, index))
+        keys = pairs_t[..., 0]
+        if keys.dtype != small.dtype:
+            keys = self._workspace_tensor("d", (batch, count), small.dtype, dev).copy_(keys)
+        index = self._workspace_tensor("index", (batch, count), torch.int64, dev)
+        index.copy_(pairs_t[..., 1])
         # Invalid candidates never exist: indices are clamped into the image and a candidate
         # with zero coverage has level 0, which decodes to black.
         small.scatter_reduce_(1, index, keys, "amax")

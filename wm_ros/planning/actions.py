@@ -196,7 +196,9 @@ class ToolDeltaActions(JointDeltaActions):
     clamped to the velocity limit x dt and the position limits after every step, so the targets
     always respect the limits; the minimum-norm step keeps the arm's redundant shape. Where a
     path cannot be followed within the limits, `project` returns the offsets the arm does reach
-    (the planning cost's `limit` term charges the difference).
+    (the planning cost's `limit` term charges the difference). The published plan is solved
+    again from the best candidate's reached knots: where a limit bent the scored path between
+    two knots, it may differ from it by that bend.
 
     Args:
         fk: forward kinematics of the robot (its joint_names are the targets' columns).
@@ -312,6 +314,6 @@ class ToolDeltaActions(JointDeltaActions):
         q0 = self._q0(q0)
         if self._projected is not None:
             reached, q_then, targets = self._projected
-            if params is reached and torch.equal(q_then, q0):
+            if params is reached and q_then is q0:  # identity: no device sync in the loop
                 return targets
         return self._solve(self.path(params, q0), q0)

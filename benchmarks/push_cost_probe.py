@@ -1,4 +1,4 @@
-"""How a goal cost weighs the arm against the puck on push goals (the case for planner_push.yaml).
+"""How a goal cost weighs the arm against the puck on push goals (robot-masked vs whole image).
 
 For each push episode it scores three simulator states against the goal image with the planner's
 own goal distance (wm_ros.planning.costs.latent_goal_cost, the model's autoencoder latents):
@@ -30,6 +30,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0, help="first episode seed")
     parser.add_argument("--mask-px", type=float, default=3.0, help="cost.robot_mask_px")
     parser.add_argument("--pyramid", type=int, default=3, help="cost.pyramid")
+    parser.add_argument(
+        "--push-goal-pose",
+        choices=("contact", "backed_off"),
+        default="contact",
+        help="TaskConfig.push_goal_pose: the goal's pusher against the puck, or backed off",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
 
@@ -47,7 +53,8 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_grad_enabled(False)
     model = load_model(resolve_model_dir(args.model), "cpu")
     size = model.cfg.image_size
-    sim_cfg = SimConfig(image_width=size, image_height=size, task=TaskConfig(kind="push"))
+    task_cfg = TaskConfig(kind="push", push_goal_pose=args.push_goal_pose)
+    sim_cfg = SimConfig(image_width=size, image_height=size, task=task_cfg)
     costs = {"whole image": [], f"robot-masked {args.mask_px:g} px, pyramid {args.pyramid}": []}
     with TabletopSim(sim_cfg) as sim:
         pcfg = PromptConfig(image_width=size, image_height=size, channels=1)
@@ -79,7 +86,13 @@ def main(argv: list[str] | None = None) -> dict:
                     z, goal, 1.0, 0.0, masked=cells | goal_cells[0], pyramid=args.pyramid
                 ).tolist()
             )
-    result = {"model": args.model, "episodes": args.episodes, "seed": args.seed, "costs": {}}
+    result = {
+        "model": args.model,
+        "episodes": args.episodes,
+        "seed": args.seed,
+        "push_goal_pose": args.push_goal_pose,
+        "costs": {},
+    }
     for name, rows in costs.items():
         c = np.array(rows)  # (episodes, 3)
         removed = 1 - c.mean(axis=0) / c[:, 0].mean()

@@ -1,5 +1,6 @@
 """The planning costs: the robot mask and the multi-scale goal distance (wm_ros.planning.costs)."""
 
+import pytest
 import torch
 
 from wm_ros.config import CostConfig
@@ -56,3 +57,17 @@ def test_plan_cost_passes_the_mask_and_pyramid_through():
         clipped_by=torch.zeros(2),
     )  # fmt: skip
     assert cost[0] > 0 and cost[1] == 0
+
+
+def test_a_final_step_rollout_costs_the_same_and_goal_all_refuses_it():
+    cfg = CostConfig(goal_final=1.0, smoothness=0.0, limit=0.0, robot_mask_px=1.0)
+    steps = torch.stack([blob(0), blob(4), blob(10)])  # one candidate's 3 imagined steps
+    targets, q0 = torch.zeros(1, 3, 2), torch.zeros(2)
+    arm = torch.zeros(1, 3, 16, 16, dtype=torch.bool)
+    arm[0, 2, 6:8, 10:12] = True  # the last step's blob is under the arm
+    common = {"goal_latent": blob(12), "targets": targets, "q0": q0, "clipped_by": torch.zeros(1)}
+    full = plan_cost(cfg, latents=steps[None], masked=arm, **common)
+    last = plan_cost(cfg, latents=steps[None, -1:], masked=arm, **common)
+    assert float(last) == float(full) > 0  # the mask of the last step went with it
+    with pytest.raises(ValueError, match="goal_all needs all 3 steps"):
+        plan_cost(cfg.replace(goal_all=1.0), latents=steps[None, -1:], **common)

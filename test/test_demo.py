@@ -77,10 +77,13 @@ def test_demo_with_a_missing_model_fails_with_one_line(tmp_path, capsys):
     assert "wm-ros demo:" in err and "nope" in err and "Traceback" not in err
 
 
-def test_push_plans_judge_the_scene_and_reach_plans_the_whole_image():
+def test_push_plans_compare_pooled_scales_on_the_cpu_budget_like_eval_plan():
     from wm_ros.demo import demo_config
+    from wm_ros.eval.plan import task_planner_config
 
     push, reach = demo_config("push"), demo_config("reach")
-    assert push.planner.cost.robot_mask_px > 0 and push.planner.cost.pyramid > 1
-    assert reach.planner.cost.robot_mask_px == 0  # a reach goal is the arm's pose
+    assert push.planner.cost.pyramid == 3  # config/planner_push.yaml: a near miss costs less
+    assert reach.planner.cost.pyramid == 1  # no planner_reach.yaml: the general settings
     assert push.planner.cem == reach.planner.cem  # the same CPU budget
+    assert push.planner.cem.num_samples < task_planner_config("push").planner.cem.num_samples
+    assert task_planner_config("push").planner.cost == push.planner.cost

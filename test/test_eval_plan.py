@@ -58,3 +58,34 @@ def test_cli_reads_the_planner_params_file(tmp_path):
     cmd = ["eval", "plan", "--planner", "random", "--episodes", "1", "--steps", "1"]
     assert main([*cmd, "--config", str(config_path("planner.yaml")), "--json", str(out)]) == 0
     assert json.loads(out.read_text())["planner_config"]["knots"] == 4
+    assert json.loads(out.read_text())["planner_config"]["cost"]["pyramid"] == 1
+    # Without --config: planner.yaml, then the task's own file (planner_push.yaml).
+    assert main([*cmd, "--task", "push", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["planner_config"]["cost"]["pyramid"] == 3
+    assert (result["push_start"], result["push_goal_pose"]) == ("staged", "contact")
+
+
+def test_the_oracle_renders_only_the_final_step_when_the_cost_reads_only_that(tiny_model):
+    from wm_ros.config import CostConfig, SimConfig
+    from wm_ros.eval.plan import make_closed_loop
+    from wm_ros.sim import TabletopSim
+
+    sim_cfg = SimConfig(image_width=16, image_height=16)
+    final_only = make_closed_loop("oracle", sim_cfg, model_dir=tiny_model, cfg=CFG)
+    every = CFG.replace(planner=CFG.planner.replace(cost=CostConfig(goal_all=1.0)))
+    every = make_closed_loop("oracle", sim_cfg, model_dir=tiny_model, cfg=every)
+    try:
+        assert not final_only.oracle.all_steps and every.oracle.all_steps
+        with TabletopSim(sim_cfg) as sim:
+            state, q0 = sim.get_state(), torch.as_tensor(sim.joint_positions())
+        targets = q0 + 0.1 * torch.randn(3, 4, len(q0), generator=torch.Generator().manual_seed(0))
+        for loop in (final_only, every):
+            loop.oracle.set_state(state)
+        last, whole = final_only.oracle(targets), every.oracle(targets)
+        assert last.shape[:2] == (3, 1) and whole.shape[:2] == (3, 4)
+        torch.testing.assert_close(last[:, 0], whole[:, -1])  # the same physics, the same frame
+        assert not torch.allclose(whole[:, 0], whole[:, -1])
+    finally:
+        final_only.close()
+        every.close()

@@ -23,7 +23,7 @@ SEEDS = (0, 1, 2)
 
 @pytest.fixture(scope="module")
 def push_sim():
-    with TabletopSim(SimConfig(task=TaskConfig(kind="push"))) as s:
+    with TabletopSim(SimConfig(task=TaskConfig(kind="push", push_start="clear"))) as s:
         yield s
 
 
@@ -194,3 +194,30 @@ def test_a_staged_push_starts_at_rest_behind_the_puck_facing_its_goal(seed):
             if sim.task.success(sim):
                 break
         assert sim.task.success(sim)  # the scripted pusher finishes the job from there
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_push_goal_holds_the_pusher_against_the_puck_or_backs_it_off(seed):
+    gaps = {}
+    for pose in ("contact", "backed_off"):
+        cfg = SimConfig(task=TaskConfig(kind="push", push_start="staged", push_goal_pose=pose))
+        with TabletopSim(cfg) as sim:
+            sim.reset(seed)
+            task = sim.task
+            gaps[pose] = np.linalg.norm(task.goal_tool[:2] - task.goal_puck[:2])
+            push = task.goal_puck[:2] - task.start_puck[:2]
+            behind = (task.goal_puck[:2] - task.goal_tool[:2]) @ push / np.linalg.norm(push)
+            assert behind > 0  # the tip is on the side the push came from
+            starts = task.start_puck, task.goal_puck
+    assert gaps["contact"] < CONTACT_DISTANCE + 0.01
+    assert gaps["backed_off"] >= PushController.ORBIT_RADIUS - 0.005
+    # The same push either way: only the arm's last moves differ.
+    np.testing.assert_allclose(starts[0], task.start_puck)
+    assert np.linalg.norm(starts[1][:2] - task.goal_puck[:2]) < 0.01
+
+
+def test_task_config_rejects_unknown_push_settings():
+    with pytest.raises(ValueError, match="push_goal_pose"):
+        TaskConfig(push_goal_pose="above")
+    with pytest.raises(ValueError, match="push_start"):
+        TaskConfig(push_start="anywhere")

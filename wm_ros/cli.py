@@ -71,6 +71,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             replan_every=args.replan_every,
             device=args.device,
             push_start=args.push_start,
+            push_goal_pose=args.push_goal_pose,
         )
     except (CheckpointError, ValueError, OSError) as err:
         sys.stderr.write(f"wm-ros demo: {err}\n")
@@ -131,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_predict_arguments(
         evals.add_parser("predict", help="open-loop prediction metrics on held-out episodes")
     )
-    from wm_ros.eval.plan import PLANNERS, add_plan_arguments
+    from wm_ros.eval.plan import PLANNERS, add_plan_arguments, add_push_arguments
 
     add_plan_arguments(
         evals.add_parser("plan", help="closed-loop success of a planner in the simulator")
@@ -184,12 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--replan-every", type=int, default=2, help="control steps per replan")
     demo.add_argument("--device", default="cpu", help="torch device of the planner")
-    demo.add_argument(
-        "--push-start",
-        choices=("clear", "staged"),
-        default="clear",
-        help="push episodes start anywhere clear of the puck, or staged behind it",
-    )
+    add_push_arguments(demo)
     demo.set_defaults(func=_cmd_demo)
     return parser
 

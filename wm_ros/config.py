@@ -77,6 +77,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
 
 
 TASK_KINDS = ("reach", "push")  # the simulator's tasks (wm_ros.sim.tasks)
+PUSH_STARTS = ("clear", "staged")  # TaskConfig.push_start
+PUSH_GOAL_POSES = ("contact", "backed_off")  # TaskConfig.push_goal_pose, the default first
 
 
 @dataclass(frozen=True)
@@ -95,9 +97,17 @@ class TaskConfig(ConfigBase):
         push_min_displacement_m: a push goal moves the puck at least this far (metres) from start.
         goal_steps: control steps used to produce the goal by acting from the start state.
         push_start: where a push episode starts: "clear" (the seeded start pose, anywhere
-            clear of the puck) or "staged" (the scripted pusher's approach is played first:
-            the tip rests a couple of centimetres behind the puck, facing the goal, still clear
-            of it; the push itself is the task).
+            clear of the puck; what data collection records) or "staged" (the scripted pusher's
+            approach is played first: the tip rests a couple of centimetres behind the puck,
+            facing the goal, still clear of it; the push itself is the task). Closed-loop
+            evaluation and the demo start staged: from a clear start the tip must first go
+            round the puck, a detour no goal-image distance rewards within one 8-step horizon
+            (the oracle failed it: README, closed-loop figures).
+        push_goal_pose: the arm in a push goal: "contact" (the pusher holds its tip where the
+            push ended, against the puck) or "backed_off" (it first backs away to the scripted
+            pusher's orbit radius). The arm dominates a goal image's latent distance, so
+            "contact" makes matching the goal's arm pose the very motion that pushes the puck;
+            a backed-off goal pose pulls the tip off the puck before the push is done.
     """
 
     kind: str = "push"
@@ -108,10 +118,15 @@ class TaskConfig(ConfigBase):
     push_min_displacement_m: float = 0.20
     goal_steps: int = 40
     push_start: str = "clear"
+    push_goal_pose: str = "contact"
 
     def __post_init__(self) -> None:
-        if self.push_start not in ("clear", "staged"):
-            raise ValueError(f"push_start must be 'clear' or 'staged', got {self.push_start!r}")
+        if self.push_start not in PUSH_STARTS:
+            raise ValueError(f"push_start must be one of {PUSH_STARTS}, got {self.push_start!r}")
+        if self.push_goal_pose not in PUSH_GOAL_POSES:
+            raise ValueError(
+                f"push_goal_pose must be one of {PUSH_GOAL_POSES}, got {self.push_goal_pose!r}"
+            )
         if self.kind not in TASK_KINDS:
             raise ValueError(f"task kind must be 'reach' or 'push', got {self.kind!r}")
         if self.episode_steps <= 0 or self.goal_steps <= 0:

@@ -20,34 +20,34 @@ from __future__ import annotations
 import json
 import logging
 import time
-from contextlib import ExitStack, suppress
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from wm_ros.config import PlanningSessionConfig, SimConfig, TaskConfig, planning_session_from_yaml
+from wm_ros.config import (
+    PUSH_GOAL_POSES,
+    PlanningSessionConfig,
+    SimConfig,
+    TaskConfig,
+)
 from wm_ros.eval.images import grid, labelled_tile, save_gif, save_png, upscale
-from wm_ros.eval.plan import EpisodeTrace, make_closed_loop, run_episode
+from wm_ros.eval.plan import EpisodeTrace, make_closed_loop, run_episode, task_planner_config
 from wm_ros.eval.timing import latency_percentiles
-from wm_ros.paths import config_path
 from wm_ros.sim import TabletopSim
 
 log = logging.getLogger(__name__)
 
 STRIP_FRAMES = 8  # frames shown per episode strip, evenly spaced
 REPLAN_ROWS = 6  # replans shown in the real-vs-imagined figure, evenly spaced
-DEMO_CONFIGS = ("planner.yaml", "planner_cpu.yaml")  # layered, the later wins
-TASK_CONFIG = "planner_{task}.yaml"  # then the task's own settings, where the package has them
+DEMO_BUDGET = "planner_cpu.yaml"  # layered on planner.yaml, under the task's settings
 
 
 def demo_config(task: str) -> PlanningSessionConfig:
-    """The demo's planner settings for a task: DEMO_CONFIGS, then TASK_CONFIG when present."""
-    paths = [config_path(name) for name in DEMO_CONFIGS]
-    with suppress(FileNotFoundError):  # without one, the task plans with the general settings
-        paths.append(config_path(TASK_CONFIG.format(task=task)))
-    return planning_session_from_yaml(*paths)
+    """The demo's planner settings for a task: the task's defaults on the CPU budget."""
+    return task_planner_config(task, DEMO_BUDGET)
 
 
 @dataclass
@@ -157,7 +157,8 @@ def run_demo(
     model: str | None = None,
     replan_every: int = 2,
     device: str = "cpu",
-    push_start: str = "clear",
+    push_start: str = "staged",
+    push_goal_pose: str = PUSH_GOAL_POSES[0],
     progress: bool = True,
 ) -> DemoOutcome:
     """`episodes` closed-loop episodes per task (seeds seed, seed+1, ...) with a report
@@ -180,7 +181,8 @@ def run_demo(
     loops, sims = {}, {}
     with ExitStack() as stack:
         for kind in tasks:  # the model is loaded once per task; the simulator opened once
-            sim_cfg = SimConfig(task=TaskConfig(kind=kind, push_start=push_start))
+            task_cfg = TaskConfig(kind=kind, push_start=push_start, push_goal_pose=push_goal_pose)
+            sim_cfg = SimConfig(task=task_cfg)
             loops[kind] = make_closed_loop(planner, sim_cfg, cfg=cfgs[kind], device=device)
             stack.callback(loops[kind].close)
             size = loops[kind].image_size
@@ -217,6 +219,7 @@ def run_demo(
         "latency_ms": latency_percentiles(latencies),
         "replan_every": replan_every,
         "push_start": push_start,
+        "push_goal_pose": push_goal_pose,
         "device": device,
         "planner_config": {kind: c.to_dict() for kind, c in cfgs.items()},
         "episodes": [asdict(e) for e in outcome.episodes],

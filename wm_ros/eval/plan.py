@@ -24,6 +24,7 @@ import argparse
 import json
 import logging
 import time
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,8 @@ import torch
 from tqdm import tqdm
 
 from wm_ros.config import (
+    PUSH_GOAL_POSES,
+    PUSH_STARTS,
     TASK_KINDS,
     PlanningSessionConfig,
     SimConfig,
@@ -48,13 +51,20 @@ PLANNERS = ("learned", "oracle", "random", "scripted")
 class SimRollout:
     """The oracle's model: candidates (N, H, J) executed in a private simulator from a saved
     state, frames rendered and encoded -> (N, H, c, h, w) latents. A loop over candidates:
-    physics is sequential; this is the yardstick, not the product."""
+    physics is sequential; this is the yardstick, not the product.
 
-    def __init__(self, sim_cfg: SimConfig, model) -> None:
+    With all_steps=False only each candidate's final frame is rendered and encoded, (N, 1, c,
+    h, w): the final step is all a goal_final-only cost reads, and encoding is most of the
+    oracle's time (256 x 3 candidates: ~35 s a replan on one CPU thread with every step, ~6 s
+    with the final one). The plan's imagined frames are then its final frame only.
+    """
+
+    def __init__(self, sim_cfg: SimConfig, model, *, all_steps: bool = True) -> None:
         from wm_ros.sim import TabletopSim
 
         self.sim = TabletopSim(sim_cfg)
         self.model = model
+        self.all_steps = all_steps
         self.device = next(model.parameters()).device
         self.state: np.ndarray | None = None
 
@@ -66,16 +76,32 @@ class SimRollout:
         n, h = targets.shape[:2]
         q = targets.cpu().numpy().astype(np.float64)
         s = self.model.cfg.image_size
-        frames = np.empty((n, h, s, s, 3), dtype=np.uint8)
+        shown = range(h) if self.all_steps else range(h - 1, h)
+        frames = np.empty((n, len(shown), s, s, 3), dtype=np.uint8)
         for i in range(n):
             self.sim.set_state(self.state)
             for t in range(h):
                 self.sim.step(q[i, t])
-                frames[i, t] = self.sim.render()
+                if t >= shown.start:
+                    frames[i, t - shown.start] = self.sim.render()
         return self.model.encode_frames(frames)
 
     def close(self) -> None:
         self.sim.close()
+
+
+TASK_CONFIG = "planner_{task}.yaml"  # a task's own planner settings, where the package has them
+
+
+def task_planner_config(task: str, *budget: str) -> PlanningSessionConfig:
+    """The planner settings a task runs with by default: config/planner.yaml, the `budget`
+    files (e.g. "planner_cpu.yaml") and then config/planner_<task>.yaml when there is one."""
+    from wm_ros.paths import config_path
+
+    paths = [config_path(name) for name in ("planner.yaml", *budget)]
+    with suppress(FileNotFoundError):  # without one, the task plans with the general settings
+        paths.append(config_path(TASK_CONFIG.format(task=task)))
+    return planning_session_from_yaml(*paths)
 
 
 @dataclass
@@ -151,7 +177,10 @@ def make_closed_loop(
     loop.image_size = model.cfg.image_size
     if planner == "oracle":
         size = loop.image_size
-        loop.oracle = SimRollout(sim_cfg.replace(image_width=size, image_height=size), model)
+        # A cost that reads only the final step needs only the final frame rendered.
+        all_steps = cfg.planner.cost.goal_all > 0
+        sim_cfg = sim_cfg.replace(image_width=size, image_height=size)
+        loop.oracle = SimRollout(sim_cfg, model, all_steps=all_steps)
     return loop
 
 
@@ -232,15 +261,16 @@ def evaluate_planner(
     device: str = "cpu",
     replan_every: int = 1,
     episode_steps: int | None = None,
-    push_start: str = "clear",
+    push_start: str = "staged",
+    push_goal_pose: str = PUSH_GOAL_POSES[0],
     progress: bool = True,
 ) -> dict:
     """Closed-loop figures of one planner on `episodes` seeded episodes (module doc);
-    push_start: TaskConfig.push_start of push episodes."""
+    push_start, push_goal_pose: TaskConfig's, for push episodes."""
     from wm_ros.sim import TabletopSim
 
     cfg = cfg or PlanningSessionConfig()
-    task_cfg = TaskConfig(kind=task, push_start=push_start)
+    task_cfg = TaskConfig(kind=task, push_start=push_start, push_goal_pose=push_goal_pose)
     if episode_steps is not None:
         task_cfg = task_cfg.replace(episode_steps=episode_steps)
     sim_cfg = SimConfig(task=task_cfg, seed=seed)
@@ -269,6 +299,7 @@ def evaluate_planner(
         "replan_every": replan_every,
         "episode_steps": task_cfg.episode_steps,
         "push_start": push_start,
+        "push_goal_pose": push_goal_pose,
         "model": str(model_dir or cfg.model) if planned else None,
         "planner_config": cfg.planner.to_dict(),
         "machine": machine_info(),
@@ -290,7 +321,9 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from wm_ros.model import CheckpointError
     from wm_ros.train import resolve_device
 
-    cfg = planning_session_from_yaml(*args.config) if args.config else PlanningSessionConfig()
+    cfg = (
+        planning_session_from_yaml(*args.config) if args.config else task_planner_config(args.task)
+    )
     cem = {"num_samples": args.samples, "num_elites": args.elites, "iterations": args.iterations}
     try:
         cem_cfg = cfg.planner.cem.replace(**{k: v for k, v in cem.items() if v is not None})
@@ -310,6 +343,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
             replan_every=args.replan_every,
             episode_steps=args.steps,
             push_start=args.push_start,
+            push_goal_pose=args.push_goal_pose,
         )
     except (CheckpointError, ValueError) as err:
         log.error("wm-ros eval plan: %s", err)
@@ -330,6 +364,22 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_push_arguments(parser: argparse.ArgumentParser) -> None:
+    """--push-start and --push-goal-pose (TaskConfig's push_start and push_goal_pose)."""
+    parser.add_argument(
+        "--push-start",
+        choices=PUSH_STARTS,
+        default="staged",  # the push is the task; a clear start adds a detour (TaskConfig)
+        help="push episodes start staged behind the puck, or anywhere clear of it",
+    )
+    parser.add_argument(
+        "--push-goal-pose",
+        choices=PUSH_GOAL_POSES,
+        default=PUSH_GOAL_POSES[0],
+        help="the goal's arm holds against the puck where the push ended, or backs off first",
+    )
+
+
 def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `wm-ros eval plan` (the handler is set as `func`)."""
     parser.add_argument("--task", choices=TASK_KINDS, default="push")
@@ -342,15 +392,11 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
         "--config",
         type=Path,
         action="append",
-        help="planner params YAML (config/planner.yaml); repeat to layer (later wins)",
+        help="planner params YAML, repeat to layer (later wins); default: config/planner.yaml "
+        "then config/planner_<task>.yaml where there is one",
     )
     parser.add_argument("--steps", type=int, help="override the task's episode_steps")
-    parser.add_argument(
-        "--push-start",
-        choices=("clear", "staged"),
-        default="clear",
-        help="push episodes start anywhere clear of the puck, or staged behind it",
-    )
+    add_push_arguments(parser)
     parser.add_argument("--replan-every", type=int, default=1, help="control steps per replan")
     parser.add_argument("--samples", type=int, help="override planner.cem.num_samples")
     parser.add_argument("--elites", type=int, help="override planner.cem.num_elites")

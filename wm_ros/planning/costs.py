@@ -84,9 +84,22 @@ def plan_cost(
     masked: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The weighted sum of every term that has its inputs; (N,). masked: (N, H, h, w) latent
-    cells left out of the goal distance (robot_cells), or None."""
+    cells left out of the goal distance (robot_cells), or None. latents may hold only the last
+    of the H steps (a rollout that imagines the final step alone) when goal_all is 0.
+
+    Raises:
+        ValueError: goal_all is on and latents lack steps.
+    """
     cost = cfg.smoothness * smoothness_cost(targets, q0) + cfg.limit * clipped_by
     if latents is not None and goal_latent is not None:
+        steps = latents.shape[1]
+        if steps != targets.shape[1]:
+            if cfg.goal_all > 0:
+                raise ValueError(
+                    f"goal_all needs all {targets.shape[1]} steps imagined, the rollout gave "
+                    f"{steps}"
+                )
+            masked = None if masked is None else masked[:, -steps:]
         cost = cost + latent_goal_cost(
             latents,
             goal_latent,

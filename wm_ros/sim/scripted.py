@@ -118,13 +118,14 @@ class PushController:
     through the contact point, which re-aims the push as the puck drifts); otherwise it
     re-approaches: it orbits the puck at a safe radius to the far side from the goal, then moves
     in to a staging point behind the puck. When the puck is within `done_tolerance_m` of the goal,
-    the pusher backs away from the puck and holds.
+    the pusher backs away from the puck and holds, or (back_off=False) holds its tip where it is.
 
     Args:
         goal_xy: (2,) where the puck should end, metres.
         push_speed: tip speed while pushing, m/s.
         approach_speed: tip speed while approaching, m/s.
         done_tolerance_m: puck-to-goal distance at which pushing stops, metres.
+        back_off: once done, back away to the orbit radius (else hold the tip still).
     """
 
     ORBIT_RADIUS = CONTACT_DISTANCE + 0.045  # m
@@ -138,11 +139,13 @@ class PushController:
         push_speed: float = 0.15,
         approach_speed: float = 0.4,
         done_tolerance_m: float = 0.01,
+        back_off: bool = True,
     ) -> None:
         self.goal_xy = np.asarray(goal_xy, dtype=np.float64)[:2]
         self.push_speed = push_speed
         self.approach_speed = approach_speed
         self.done_tolerance_m = done_tolerance_m
+        self.back_off = back_off
         self.pushing = False
         self.done = False
 
@@ -159,9 +162,11 @@ class PushController:
         to_goal = self.goal_xy - p
         dist = float(np.linalg.norm(to_goal))
         if dist < self.done_tolerance_m or self.done:
-            # Close enough: back away from the puck along the line from it to the tip.
+            # Close enough: back away from the puck along the line from it to the tip, or stay.
             self.done = True
             self.pushing = False
+            if not self.back_off:
+                return t
             away = t - p
             gap = float(np.linalg.norm(away))
             if gap >= self.ORBIT_RADIUS:

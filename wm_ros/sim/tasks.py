@@ -147,7 +147,8 @@ def _push_goal(
     sim: TabletopSim, cfg: TaskConfig, rng: np.random.Generator, start: np.ndarray
 ) -> np.ndarray | None:
     """Push the puck with the scripted pusher to a random target; retry from the start state
-    until the puck moved at least cfg.push_min_displacement_m, then back the pusher off.
+    until the puck moved at least cfg.push_min_displacement_m; the pusher then holds where the
+    push ended or backs off first (cfg.push_goal_pose).
     Returns the staged state: the first moment the pusher stood behind the puck, ready to push,
     brought to rest (where a "staged" episode starts; with a "clear" start it is not held at
     rest, may be None, and is not used)."""
@@ -157,7 +158,7 @@ def _push_goal(
         if attempt:
             sim.set_state(start)
         target = _push_target(puck0, cfg, rng)
-        pusher = PushController(target)
+        pusher = PushController(target, back_off=cfg.push_goal_pose == "backed_off")
         pusher.reset(sim)
         staged = None
         for _ in range(cfg.goal_steps):
@@ -173,7 +174,7 @@ def _push_goal(
             sim.step(q)
             if pusher.done:
                 break
-        pusher.done = True  # back off from the puck and hold still
+        pusher.done = True  # hold the tip against the puck, or back off and hold
         for _ in range(SETTLE_STEPS):
             sim.step(pusher(sim))
         moved = float(np.linalg.norm(sim.puck_position()[:2] - puck0))

@@ -85,6 +85,8 @@ def test_the_oracle_renders_only_the_final_step_when_the_cost_reads_only_that(ti
         last, whole = final_only.oracle(targets), every.oracle(targets)
         assert last.shape[:2] == (3, 1) and whole.shape[:2] == (3, 4)
         torch.testing.assert_close(last[:, 0], whole[:, -1])  # the same physics, the same frame
+        # The chosen plan's display rollout shows every step.
+        torch.testing.assert_close(final_only.oracle(targets[:1]), whole[:1])
         assert not torch.allclose(whole[:, 0], whole[:, -1])
     finally:
         final_only.close()

@@ -56,7 +56,8 @@ class SimRollout:
     With all_steps=False only each candidate's final frame is rendered and encoded, (N, 1, c,
     h, w): the final step is all a goal_final-only cost reads, and encoding is most of the
     oracle's time (256 x 3 candidates: ~35 s a replan on one CPU thread with every step, ~6 s
-    with the final one). The plan's imagined frames are then its final frame only.
+    with the final one). A single candidate (the chosen plan, rolled out again for display) is
+    rendered at every step either way, so reports show each imagined step.
     """
 
     def __init__(self, sim_cfg: SimConfig, model, *, all_steps: bool = True) -> None:
@@ -76,7 +77,7 @@ class SimRollout:
         n, h = targets.shape[:2]
         q = targets.cpu().numpy().astype(np.float64)
         s = self.model.cfg.image_size
-        shown = range(h) if self.all_steps else range(h - 1, h)
+        shown = range(h) if self.all_steps or n == 1 else range(h - 1, h)
         frames = np.empty((n, len(shown), s, s, 3), dtype=np.uint8)
         for i in range(n):
             self.sim.set_state(self.state)

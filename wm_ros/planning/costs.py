@@ -3,14 +3,16 @@
 The weights are CostConfig's; `plan_cost` adds the terms up. Latents are the world model's
 normalised latents, so the goal distances are in units of latent variance.
 
-Judging the scene, not the arm: in a whole-image distance the arm outweighs a pushed object
-about five to one (on the simulator's push goals, matching the goal's arm pose with the puck
-left in place removes 82% of the start's latent distance; moving the puck alone 18%), so a
-planner matches the arm and leaves the object. With `robot_mask_px`, latent cells the robot
-covers (from its skeleton, drawn like the visual action prompts: in each imagined step and, when
-known, in the goal) drop out of the distance; with `pyramid` > 1, 2x2 and 4x4 average-pooled
-cells are compared too, so an object that misses its goal by a few cells still costs less than
-one far away.
+The arm and the scene: in a whole-image distance the arm outweighs a pushed object about five
+to one (on the simulator's push goals, matching the goal's arm pose with the puck left in place
+removes 82% of the start's latent distance; moving the puck alone 18%). The simulator's push
+goals therefore show the pusher against the puck where the push ended (TaskConfig.
+push_goal_pose), so matching the arm is the push. With `pyramid` > 1, 2x2 and 4x4
+average-pooled cells are compared too, so an object that misses its goal by a few cells still
+costs less than one far away. With `robot_mask_px`, latent cells the robot covers (from its
+skeleton, drawn like the visual action prompts: in each imagined step and, when known, in the
+goal) drop out of the distance, to judge the scene alone; beware that a candidate can then hide
+a difference under the arm.
 """
 
 from __future__ import annotations

@@ -27,12 +27,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from wm_ros.config import (
-    PUSH_GOAL_POSES,
-    PlanningSessionConfig,
-    SimConfig,
-    TaskConfig,
-)
+from wm_ros.config import PUSH_GOAL_POSES, PlanningSessionConfig, SimConfig, TaskConfig
 from wm_ros.eval.images import grid, labelled_tile, save_gif, save_png, upscale
 from wm_ros.eval.plan import EpisodeTrace, make_closed_loop, run_episode, task_planner_config
 from wm_ros.eval.timing import latency_percentiles

@@ -42,6 +42,7 @@ from wm_ros.config import (
     planning_session_from_yaml,
 )
 from wm_ros.eval.timing import latency_percentiles, machine_info
+from wm_ros.paths import config_path
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +98,6 @@ TASK_CONFIG = "planner_{task}.yaml"  # a task's own planner settings, where the 
 def task_planner_config(task: str, *budget: str) -> PlanningSessionConfig:
     """The planner settings a task runs with by default: config/planner.yaml, the `budget`
     files (e.g. "planner_cpu.yaml") and then config/planner_<task>.yaml when there is one."""
-    from wm_ros.paths import config_path
-
     paths = [config_path(name) for name in ("planner.yaml", *budget)]
     with suppress(FileNotFoundError):  # without one, the task plans with the general settings
         paths.append(config_path(TASK_CONFIG.format(task=task)))

@@ -120,6 +120,19 @@ def test_render_and_segmentation(sim):
     assert np.all(red[:, 0] > red[:, 1] + 40)
 
 
+def test_puck_radius_is_configurable_and_checked(sim):
+    sim.reset(1)
+    small = sim.puck_mask().sum()
+    with TabletopSim(SimConfig(puck_radius_m=0.07)) as big:
+        big.reset(1)
+        assert big.puck_radius == 0.07
+        # A disc 1.75x as wide covers about 3x the pixels (what the image cost sees of it).
+        assert big.puck_mask().sum() > 2.5 * small
+    for bad in (0.0, 0.2):
+        with pytest.raises(ValueError, match="puck_radius_m"):
+            SimConfig(puck_radius_m=bad)
+
+
 def test_same_seed_same_episode_and_different_seed_different_episode(sim):
     other = TabletopSim(SimConfig(seed=7))
     try:

@@ -72,6 +72,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             device=args.device,
             push_start=args.push_start,
             push_goal_pose=args.push_goal_pose,
+            puck_radius=args.puck_radius,
         )
     except (CheckpointError, ValueError, OSError) as err:
         sys.stderr.write(f"wm-ros demo: {err}\n")

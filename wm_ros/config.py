@@ -79,6 +79,10 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
 TASK_KINDS = ("reach", "push")  # the simulator's tasks (wm_ros.sim.tasks)
 PUSH_STARTS = ("clear", "staged")  # TaskConfig.push_start
 PUSH_GOAL_POSES = ("contact", "backed_off")  # TaskConfig.push_goal_pose, the default first
+# SimConfig.puck_radius_m: the default (about 5 px across at 64x64, what the shipped model saw)
+# and the range the workspace and the scripted pusher are laid out for.
+PUCK_RADIUS_M = 0.04
+PUCK_RADIUS_RANGE_M = (0.02, 0.08)
 
 
 @dataclass(frozen=True)
@@ -150,6 +154,8 @@ class SimConfig(ConfigBase):
         camera_position: camera centre in the base (world) frame, metres.
         camera_lookat: point the camera looks at, base frame, metres.
         camera_fovy_deg: vertical field of view, degrees.
+        puck_radius_m: the puck's radius, metres (PUCK_RADIUS_RANGE_M). The scripted pusher's
+            contact and staging distances and the start clearance follow it.
         seed: seed of the first episode; each reset uses the next one.
         task: the active task.
     """
@@ -162,6 +168,7 @@ class SimConfig(ConfigBase):
     camera_position: tuple[float, ...] = (0.32, -0.7, 0.9)
     camera_lookat: tuple[float, ...] = (0.32, 0.0, 0.0)
     camera_fovy_deg: float = 50.0
+    puck_radius_m: float = PUCK_RADIUS_M
     seed: int = 0
     task: TaskConfig = field(default_factory=TaskConfig)
 
@@ -177,6 +184,11 @@ class SimConfig(ConfigBase):
             raise ValueError("camera_position and camera_lookat need 3 values (metres)")
         if not 1.0 < self.camera_fovy_deg < 170.0:
             raise ValueError("camera_fovy_deg must be within (1, 170) degrees")
+        lo, hi = PUCK_RADIUS_RANGE_M
+        if not lo <= self.puck_radius_m <= hi:
+            raise ValueError(
+                f"puck_radius_m must be within [{lo}, {hi}] m, got {self.puck_radius_m}"
+            )
         if isinstance(self.task, dict):
             object.__setattr__(self, "task", TaskConfig.from_dict(self.task))
 

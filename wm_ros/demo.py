@@ -27,7 +27,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from wm_ros.config import PUSH_GOAL_POSES, PlanningSessionConfig, SimConfig, TaskConfig
+from wm_ros.config import (
+    PUCK_RADIUS_M,
+    PUSH_GOAL_POSES,
+    PlanningSessionConfig,
+    SimConfig,
+    TaskConfig,
+)
 from wm_ros.eval.images import grid, labelled_tile, save_gif, save_png, upscale
 from wm_ros.eval.plan import EpisodeTrace, make_closed_loop, run_episode, task_planner_config
 from wm_ros.eval.timing import latency_percentiles
@@ -154,6 +160,7 @@ def run_demo(
     device: str = "cpu",
     push_start: str = "staged",
     push_goal_pose: str = PUSH_GOAL_POSES[0],
+    puck_radius: float = PUCK_RADIUS_M,
     progress: bool = True,
 ) -> DemoOutcome:
     """`episodes` closed-loop episodes per task (seeds seed, seed+1, ...) with a report
@@ -177,7 +184,7 @@ def run_demo(
     with ExitStack() as stack:
         for kind in tasks:  # the model is loaded once per task; the simulator opened once
             task_cfg = TaskConfig(kind=kind, push_start=push_start, push_goal_pose=push_goal_pose)
-            sim_cfg = SimConfig(task=task_cfg)
+            sim_cfg = SimConfig(task=task_cfg, puck_radius_m=puck_radius)
             loops[kind] = make_closed_loop(planner, sim_cfg, cfg=cfgs[kind], device=device)
             stack.callback(loops[kind].close)
             size = loops[kind].image_size
@@ -215,6 +222,7 @@ def run_demo(
         "replan_every": replan_every,
         "push_start": push_start,
         "push_goal_pose": push_goal_pose,
+        "puck_radius_m": puck_radius,
         "device": device,
         "planner_config": {kind: c.to_dict() for kind, c in cfgs.items()},
         "episodes": [asdict(e) for e in outcome.episodes],

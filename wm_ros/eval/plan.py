@@ -33,6 +33,8 @@ import torch
 from tqdm import tqdm
 
 from wm_ros.config import (
+    PUCK_RADIUS_M,
+    PUCK_RADIUS_RANGE_M,
     PUSH_GOAL_POSES,
     PUSH_STARTS,
     TASK_KINDS,
@@ -263,17 +265,19 @@ def evaluate_planner(
     episode_steps: int | None = None,
     push_start: str = "staged",
     push_goal_pose: str = PUSH_GOAL_POSES[0],
+    puck_radius: float = PUCK_RADIUS_M,
     progress: bool = True,
 ) -> dict:
     """Closed-loop figures of one planner on `episodes` seeded episodes (module doc);
-    push_start, push_goal_pose: TaskConfig's, for push episodes."""
+    push_start, push_goal_pose: TaskConfig's, for push episodes; puck_radius: SimConfig's
+    puck_radius_m."""
     from wm_ros.sim import TabletopSim
 
     cfg = cfg or PlanningSessionConfig()
     task_cfg = TaskConfig(kind=task, push_start=push_start, push_goal_pose=push_goal_pose)
     if episode_steps is not None:
         task_cfg = task_cfg.replace(episode_steps=episode_steps)
-    sim_cfg = SimConfig(task=task_cfg, seed=seed)
+    sim_cfg = SimConfig(task=task_cfg, seed=seed, puck_radius_m=puck_radius)
     loop = make_closed_loop(planner, sim_cfg, model_dir=model_dir, cfg=cfg, device=device)
     sim_cfg = sim_cfg.replace(image_width=loop.image_size, image_height=loop.image_size)
     results = []
@@ -300,6 +304,7 @@ def evaluate_planner(
         "episode_steps": task_cfg.episode_steps,
         "push_start": push_start,
         "push_goal_pose": push_goal_pose,
+        "puck_radius_m": puck_radius,
         "model": str(model_dir or cfg.model) if planned else None,
         "planner_config": cfg.planner.to_dict(),
         "machine": machine_info(),
@@ -344,6 +349,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
             episode_steps=args.steps,
             push_start=args.push_start,
             push_goal_pose=args.push_goal_pose,
+            puck_radius=args.puck_radius,
         )
     except (CheckpointError, ValueError) as err:
         log.error("wm-ros eval plan: %s", err)
@@ -365,7 +371,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def add_push_arguments(parser: argparse.ArgumentParser) -> None:
-    """--push-start and --push-goal-pose (TaskConfig's push_start and push_goal_pose)."""
+    """--push-start, --push-goal-pose (TaskConfig's push_start and push_goal_pose) and
+    --puck-radius (SimConfig's puck_radius_m)."""
     parser.add_argument(
         "--push-start",
         choices=PUSH_STARTS,
@@ -377,6 +384,14 @@ def add_push_arguments(parser: argparse.ArgumentParser) -> None:
         choices=PUSH_GOAL_POSES,
         default=PUSH_GOAL_POSES[0],
         help="the goal's arm holds against the puck where the push ended, or backs off first",
+    )
+    parser.add_argument(
+        "--puck-radius",
+        type=float,
+        default=PUCK_RADIUS_M,
+        metavar="M",
+        help=f"puck radius, m, within {list(PUCK_RADIUS_RANGE_M)} (the shipped model saw "
+        f"{PUCK_RADIUS_M}; the oracle plans better with a bigger puck, README)",
     )
 
 

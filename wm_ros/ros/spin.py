@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import sys
 from collections.abc import Callable
 
@@ -23,6 +24,9 @@ def run_node(
     factory and callback groups. A ValueError while building the node (bad parameters, a bad
     URDF) is reported as one line on stderr and exit code 2, without a traceback.
     """
+    # A crash in native code (DDS, torch, EGL) then prints every thread's Python stack to
+    # stderr, so a rare segfault (seen once at SIGINT teardown) can be traced from the node log.
+    faulthandler.enable()
     rclpy.init(args=args if args is not None else sys.argv)
     node = None
     executor = executor()

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from wm_ros.sim.scripted import CONTACT_DISTANCE, rate_limit, segment_clear, solve_ik
+from wm_ros.sim.scene import PUCK_RADIUS
+from wm_ros.sim.scripted import contact_distance, rate_limit, segment_clear, solve_ik
 
 if TYPE_CHECKING:
     from wm_ros.sim.simulator import TabletopSim
@@ -89,10 +90,10 @@ class ExplorationPolicy:
             goal = puck - direction * self._back + normal * self._offset
             speed = self._approach_speed
             # Keep out of a disc round the puck that the start point itself lies outside of.
-            keep_out = min(CONTACT_DISTANCE + 0.01, 0.95 * float(np.linalg.norm(goal - puck)))
+            keep_out = min(contact_distance(sim) + 0.01, 0.95 * float(np.linalg.norm(goal - puck)))
             if not segment_clear(self._aim, goal, puck, keep_out):
                 step = speed * sim.cfg.control_dt
-                self._aim = _orbit_step(self._aim, goal, puck, step)
+                self._aim = _orbit_step(self._aim, goal, puck, step, contact_distance(sim))
                 aim = self._aim + self.rng.normal(0.0, 0.003, size=2)
                 return rate_limit(sim, solve_ik(sim, aim, sim.joint_positions()), 0.8)
         else:
@@ -139,8 +140,9 @@ class ExplorationPolicy:
             angle = rng.uniform(-np.pi, np.pi)
         self._direction = np.array([np.cos(angle), np.sin(angle)])
         # Lateral offset from the puck centre: mostly through it, sometimes grazing or missing.
-        self._offset = float(np.clip(rng.normal(0.0, 0.5), -1.3, 1.3) * CONTACT_DISTANCE)
-        self._back = float(rng.uniform(0.045, 0.065))  # m behind the puck to start from
+        self._offset = float(np.clip(rng.normal(0.0, 0.5), -1.3, 1.3) * contact_distance(sim))
+        # m behind the puck centre to start from (more for a bigger puck than the default)
+        self._back = float(rng.uniform(0.045, 0.065)) + (sim.puck_radius - PUCK_RADIUS)
         self._forward = float(rng.uniform(0.06, 0.22))  # m past the puck to sweep to
         self._approach_speed = float(rng.uniform(0.35, 0.6))  # m/s
         self._speed = float(rng.uniform(0.06, 0.3))  # m/s while sweeping
@@ -149,10 +151,13 @@ class ExplorationPolicy:
         self._steps_left = 25  # a cap: the segment normally ends when the sweep does
 
 
-def _orbit_step(aim: np.ndarray, goal: np.ndarray, puck: np.ndarray, step: float) -> np.ndarray:
+def _orbit_step(
+    aim: np.ndarray, goal: np.ndarray, puck: np.ndarray, step: float, contact: float
+) -> np.ndarray:
     """Next aim point (2,) moving round the puck towards `goal`'s side at a safe radius, so an
-    approach passes round the puck instead of knocking it (all (2,), metres; step in metres)."""
-    radius = CONTACT_DISTANCE + 0.03
+    approach passes round the puck instead of knocking it (all (2,), metres; step and `contact`,
+    the puck centre to pusher tip distance at contact, in metres)."""
+    radius = contact + 0.03
     rel_aim, rel_goal = aim - puck, goal - puck
     angle = float(np.arctan2(rel_aim[1], rel_aim[0]))
     delta = float(np.arctan2(rel_goal[1], rel_goal[0])) - angle

@@ -20,7 +20,7 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
-from wm_ros.config import SimConfig
+from wm_ros.config import PUCK_RADIUS_M, SimConfig
 from wm_ros.paths import ARM_URDF
 
 DEFAULT_URDF = ARM_URDF
@@ -33,7 +33,7 @@ ARM_LABEL_START = 2
 ARM_LINKS = ("base_link", "link1", "link2", "link3", "link4", "tool")
 ARM_LABELS = tuple(range(ARM_LABEL_START, ARM_LABEL_START + len(ARM_LINKS)))
 
-PUCK_RADIUS = 0.04  # m: about 5 px across in a 64x64 image
+PUCK_RADIUS = PUCK_RADIUS_M  # m, SimConfig.puck_radius_m's default
 PUCK_HALF_HEIGHT = 0.015  # m
 PUCK_MASS = 0.12  # kg
 # Sliding friction puck-table and puck-pusher: a pushed puck stops soon after contact ends (~5 cm
@@ -42,7 +42,7 @@ PUCK_FRICTION = (0.35, 0.005, 0.0001)  # (slide, torsion, roll)
 
 # Workspace, in the base frame (metres). Episodes start with the puck in this annulus in front of
 # the base and the pusher tip in the tool region (both inside the default camera's view), the tip
-# at least START_CLEARANCE_M from the puck.
+# at least START_CLEARANCE_M from the puck's centre (plus what a bigger puck adds to its radius).
 PUCK_REGION_RADIUS_M = (0.30, 0.52)
 PUCK_REGION_Y_M = (-0.25, 0.25)
 TOOL_REGION_X_M = (0.12, 0.68)
@@ -242,7 +242,7 @@ def build_scene(cfg: SimConfig) -> Scene:
     puck.add_geom(
         name="puck",
         type=mujoco.mjtGeom.mjGEOM_CYLINDER,
-        size=[PUCK_RADIUS, PUCK_HALF_HEIGHT, 0.0],
+        size=[cfg.puck_radius_m, PUCK_HALF_HEIGHT, 0.0],
         mass=PUCK_MASS,
         rgba=list(PUCK_COLOR),
         friction=list(PUCK_FRICTION),

@@ -19,16 +19,18 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from wm_ros.sim.scene import PUCK_RADIUS
-
 if TYPE_CHECKING:
     from wm_ros.sim.simulator import TabletopSim
     from wm_ros.sim.tasks import Task
 
 PUSHER_RADIUS = 0.012  # m, the URDF's tool rod
-CONTACT_DISTANCE = PUCK_RADIUS + PUSHER_RADIUS  # m, puck centre to pusher tip at contact
 # Rest pose for the redundant joints: elbows bent one way, so IK keeps one consistent branch.
 REST_BEND_RAD = 0.6
+
+
+def contact_distance(sim: TabletopSim) -> float:
+    """Puck centre to pusher tip at contact, metres (the sim's puck radius + PUSHER_RADIUS)."""
+    return sim.puck_radius + PUSHER_RADIUS
 
 
 class Policy(Protocol):
@@ -128,8 +130,8 @@ class PushController:
         back_off: once done, back away to the orbit radius (else hold the tip still).
     """
 
-    ORBIT_RADIUS = CONTACT_DISTANCE + 0.045  # m
-    STAGING_DISTANCE = CONTACT_DISTANCE + 0.02  # m behind the puck centre
+    ORBIT_GAP = 0.045  # m beyond contact: the orbit radius round the puck centre
+    STAGING_GAP = 0.02  # m beyond contact: the staging point behind the puck centre
     ALIGN_LATERAL = 0.012  # m: largest sideways offset from the push line to start pushing
     DRIFT_LATERAL = 0.02  # m: offset at which a push is abandoned and re-approached
 
@@ -157,6 +159,8 @@ class PushController:
     def tool_target(self, sim: TabletopSim) -> np.ndarray:
         """(2,) where the tip should go during this control step, metres."""
         dt = sim.cfg.control_dt
+        contact_dist = contact_distance(sim)
+        orbit = contact_dist + self.ORBIT_GAP
         p = sim.puck_position()[:2]
         t = sim.tool_position()[:2]
         to_goal = self.goal_xy - p
@@ -169,9 +173,9 @@ class PushController:
                 return t
             away = t - p
             gap = float(np.linalg.norm(away))
-            if gap >= self.ORBIT_RADIUS:
+            if gap >= orbit:
                 return t
-            return p + away / max(gap, 1e-6) * self.ORBIT_RADIUS
+            return p + away / max(gap, 1e-6) * orbit
         u = to_goal / dist
         n = np.array([-u[1], u[0]])
         rel = t - p
@@ -180,34 +184,32 @@ class PushController:
         if self.pushing and (abs(lateral) > self.DRIFT_LATERAL or along > 0.0):
             self.pushing = False
         if not self.pushing and (
-            along < -CONTACT_DISTANCE + 0.01
-            and along > -self.STAGING_DISTANCE - 0.01
+            along < -contact_dist + 0.01
+            and along > -(contact_dist + self.STAGING_GAP) - 0.01
             and abs(lateral) < self.ALIGN_LATERAL
         ):
             self.pushing = True
         if self.pushing:
             # Aim at the contact point, advanced along u: keeps the push on the line to the goal.
-            contact = p - u * CONTACT_DISTANCE
+            contact = p - u * contact_dist
             step = min(self.push_speed * dt, dist)
             return t + _clip_norm(contact + u * step - t, self.push_speed * dt * 1.5)
 
-        staging = p - u * self.STAGING_DISTANCE
+        staging = p - u * (contact_dist + self.STAGING_GAP)
         gap = float(np.linalg.norm(rel))
         angle_t = float(np.arctan2(rel[1], rel[0]))
         angle_goal = float(np.arctan2(-u[1], -u[0]))
         delta = _wrap(angle_goal - angle_t)
         max_step = self.approach_speed * dt
-        if abs(delta) < 0.35 and gap < self.ORBIT_RADIUS + 0.03:
+        if abs(delta) < 0.35 and gap < orbit + 0.03:
             # Behind the puck already: move in to the staging point.
             return t + _clip_norm(staging - t, max_step)
-        if gap > self.ORBIT_RADIUS + 0.03 and segment_clear(
-            t, staging, p, self.ORBIT_RADIUS - 0.01
-        ):
+        if gap > orbit + 0.03 and segment_clear(t, staging, p, orbit - 0.01):
             return t + _clip_norm(staging - t, max_step)
         # Orbit: step round the puck towards the far side from the goal at the orbit radius.
-        arc = max_step / self.ORBIT_RADIUS
+        arc = max_step / orbit
         angle = angle_t + float(np.clip(delta, -arc, arc))
-        waypoint = p + self.ORBIT_RADIUS * np.array([np.cos(angle), np.sin(angle)])
+        waypoint = p + orbit * np.array([np.cos(angle), np.sin(angle)])
         return t + _clip_norm(waypoint - t, max_step)
 
     def __call__(self, sim: TabletopSim) -> np.ndarray:

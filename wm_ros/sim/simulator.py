@@ -110,6 +110,7 @@ class TabletopSim:
         """Random arm pose (pusher in view, clear of the puck) and puck position; settle."""
         mujoco.mj_resetData(self.model, self.data)
         lo, hi = self.joint_limits[:, 0], self.joint_limits[:, 1]
+        radius_extra = self.puck_radius - PUCK_RADIUS
         for _ in range(1000):
             radius = rng.uniform(*PUCK_REGION_RADIUS_M)
             angle = rng.uniform(-1.0, 1.0)
@@ -121,7 +122,8 @@ class TabletopSim:
             tool = self.tool_position_at(q)
             if not tool_in_view(tool):
                 continue
-            if np.linalg.norm(tool[:2] - puck) >= START_CLEARANCE_M:
+            # The clearance is kept from the puck's edge whatever its size.
+            if np.linalg.norm(tool[:2] - puck) >= START_CLEARANCE_M + radius_extra:
                 break
         else:  # pragma: no cover - the regions above overlap widely
             raise RuntimeError("could not sample a start state")
@@ -259,8 +261,8 @@ class TabletopSim:
 
     @property
     def puck_radius(self) -> float:
-        """Puck radius, metres."""
-        return PUCK_RADIUS
+        """Puck radius, metres (SimConfig.puck_radius_m)."""
+        return self.cfg.puck_radius_m
 
     @property
     def tool_body_id(self) -> int:

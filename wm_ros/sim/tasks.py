@@ -16,7 +16,7 @@ import numpy as np
 
 from wm_ros.config import TaskConfig
 from wm_ros.sim.scene import tool_in_view
-from wm_ros.sim.scripted import CONTACT_DISTANCE, PushController, rate_limit
+from wm_ros.sim.scripted import PushController, contact_distance, rate_limit
 
 if TYPE_CHECKING:
     from wm_ros.sim.simulator import TabletopSim
@@ -29,9 +29,10 @@ PUSH_TARGET_RADIUS_M = (0.28, 0.55)
 PUSH_TARGET_Y_M = (-0.28, 0.28)
 PUSH_EXTRA_DISTANCE_M = (0.02, 0.08)
 PUSH_ATTEMPTS = 12
-# Reach goals: the tool moves at least this far (metres) and never nearer the puck than this.
+# Reach goals: the tool moves at least this far (metres) and never nearer contact with the puck
+# than this.
 REACH_MIN_TOOL_MOVE_M = 0.10
-REACH_PUCK_CLEARANCE_M = CONTACT_DISTANCE + 0.03
+REACH_PUCK_GAP_M = 0.03  # beyond contact
 REACH_ATTEMPTS = 200
 REACH_SPEED_FRACTION = 0.3  # of the joint velocity limits
 SETTLE_STEPS = 3  # control steps of holding still before a goal is recorded
@@ -121,6 +122,7 @@ def _reach_goal(sim: TabletopSim, cfg: TaskConfig, rng: np.random.Generator) -> 
     q0 = sim.joint_positions()
     tool0 = sim.tool_position()
     puck = sim.puck_position()[:2]
+    clearance = contact_distance(sim) + REACH_PUCK_GAP_M
     lo, hi = sim.joint_limits[:, 0], sim.joint_limits[:, 1]
     # Joint travel the motion can cover in ~70% of the goal steps at the reach speed.
     travel = REACH_SPEED_FRACTION * sim.velocity_limits * sim.cfg.control_dt * cfg.goal_steps * 0.7
@@ -132,10 +134,7 @@ def _reach_goal(sim: TabletopSim, cfg: TaskConfig, rng: np.random.Generator) -> 
         if np.linalg.norm(tool - tool0) < REACH_MIN_TOOL_MOVE_M:
             continue
         path = q0 + np.linspace(0.0, 1.0, 20)[:, None] * (goal - q0)  # (20, J)
-        if all(
-            np.linalg.norm(sim.tool_position_at(q)[:2] - puck) >= REACH_PUCK_CLEARANCE_M
-            for q in path
-        ):
+        if all(np.linalg.norm(sim.tool_position_at(q)[:2] - puck) >= clearance for q in path):
             break
     else:
         raise RuntimeError(f"episode {sim.episode_seed}: no reach goal found")

@@ -8,6 +8,7 @@ Printed per cost: mean cost of each state, the share of the start's cost each re
 how many goals the puck-correct state beats the arm-correct one.
 
     python benchmarks/push_cost_probe.py [--model models/sim_tabletop] [--episodes 10] [--json F]
+    python benchmarks/push_cost_probe.py --puck-radius 0.07   # a bigger puck weighs more
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def main(argv: list[str] | None = None) -> dict:
         default="contact",
         help="TaskConfig.push_goal_pose: the goal's pusher against the puck, or backed off",
     )
+    parser.add_argument("--puck-radius", type=float, default=0.04, help="SimConfig.puck_radius_m")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
 
@@ -54,7 +56,9 @@ def main(argv: list[str] | None = None) -> dict:
     model = load_model(resolve_model_dir(args.model), "cpu")
     size = model.cfg.image_size
     task_cfg = TaskConfig(kind="push", push_goal_pose=args.push_goal_pose)
-    sim_cfg = SimConfig(image_width=size, image_height=size, task=task_cfg)
+    sim_cfg = SimConfig(
+        image_width=size, image_height=size, task=task_cfg, puck_radius_m=args.puck_radius
+    )
     costs = {"whole image": [], f"robot-masked {args.mask_px:g} px, pyramid {args.pyramid}": []}
     with TabletopSim(sim_cfg) as sim:
         pcfg = PromptConfig(image_width=size, image_height=size, channels=1)
@@ -91,6 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
         "episodes": args.episodes,
         "seed": args.seed,
         "push_goal_pose": args.push_goal_pose,
+        "puck_radius_m": args.puck_radius,
         "costs": {},
     }
     for name, rows in costs.items():

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from wm_ros.sim.scene import PUCK_RADIUS
+from wm_ros.config import PUCK_RADIUS_M
 from wm_ros.sim.scripted import contact_distance, rate_limit, segment_clear, solve_ik
 
 if TYPE_CHECKING:
@@ -142,7 +142,7 @@ class ExplorationPolicy:
         # Lateral offset from the puck centre: mostly through it, sometimes grazing or missing.
         self._offset = float(np.clip(rng.normal(0.0, 0.5), -1.3, 1.3) * contact_distance(sim))
         # m behind the puck centre to start from (more for a bigger puck than the default)
-        self._back = float(rng.uniform(0.045, 0.065)) + (sim.puck_radius - PUCK_RADIUS)
+        self._back = float(rng.uniform(0.045, 0.065)) + (sim.puck_radius - PUCK_RADIUS_M)
         self._forward = float(rng.uniform(0.06, 0.22))  # m past the puck to sweep to
         self._approach_speed = float(rng.uniform(0.35, 0.6))  # m/s
         self._speed = float(rng.uniform(0.06, 0.3))  # m/s while sweeping

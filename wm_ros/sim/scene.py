@@ -20,7 +20,7 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
-from wm_ros.config import PUCK_RADIUS_M, SimConfig
+from wm_ros.config import SimConfig
 from wm_ros.paths import ARM_URDF
 
 DEFAULT_URDF = ARM_URDF
@@ -33,7 +33,6 @@ ARM_LABEL_START = 2
 ARM_LINKS = ("base_link", "link1", "link2", "link3", "link4", "tool")
 ARM_LABELS = tuple(range(ARM_LABEL_START, ARM_LABEL_START + len(ARM_LINKS)))
 
-PUCK_RADIUS = PUCK_RADIUS_M  # m, SimConfig.puck_radius_m's default
 PUCK_HALF_HEIGHT = 0.015  # m
 PUCK_MASS = 0.12  # kg
 # Sliding friction puck-table and puck-pusher: a pushed puck stops soon after contact ends (~5 cm

@@ -28,13 +28,12 @@ import mujoco
 import numpy as np
 
 from wm_ros.camera import CameraModel
-from wm_ros.config import SimConfig
+from wm_ros.config import PUCK_RADIUS_M, SimConfig
 from wm_ros.sim.scene import (
     ARM_LABEL_START,
     BACKGROUND_LABEL,
     PUCK_HALF_HEIGHT,
     PUCK_LABEL,
-    PUCK_RADIUS,
     PUCK_REGION_RADIUS_M,
     PUCK_REGION_Y_M,
     START_CLEARANCE_M,
@@ -110,7 +109,7 @@ class TabletopSim:
         """Random arm pose (pusher in view, clear of the puck) and puck position; settle."""
         mujoco.mj_resetData(self.model, self.data)
         lo, hi = self.joint_limits[:, 0], self.joint_limits[:, 1]
-        radius_extra = self.puck_radius - PUCK_RADIUS
+        radius_extra = self.puck_radius - PUCK_RADIUS_M
         for _ in range(1000):
             radius = rng.uniform(*PUCK_REGION_RADIUS_M)
             angle = rng.uniform(-1.0, 1.0)

@@ -78,6 +78,19 @@ def test_packaged_sim_graph():
     assert "use_sim_time:=true" in argv and "sim.image_width:=64" in argv
 
 
+def test_the_plan_graph_layers_the_planner_files_like_eval_plan():
+    """`wm-ros bringup plan` with its defaults (task:=push) plans with the settings `wm-ros eval
+    plan --task push` uses: config/planner.yaml, then config/planner_push.yaml."""
+    from wm_ros.config import planning_session_from_yaml
+    from wm_ros.eval.plan import task_planner_config
+
+    graph = g.load_graph("plan")
+    values = graph.resolve_arguments({})
+    files = g.resolve_param_files(graph.node("planner_node"), values)
+    assert values["task"] == "push"
+    assert planning_session_from_yaml(*files) == task_planner_config("push")
+
+
 def _file_value(param_file: Path, node: g.NodeSpec, dotted: str):
     data = yaml.safe_load(param_file.read_text())
     for section, body in data.items():

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from wm_ros.config import PUCK_RADIUS_M, PUSH_GOAL_POSES
+
 STATES = ("start", "arm_at_goal", "puck_at_goal")
 
 
@@ -33,11 +35,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--pyramid", type=int, default=3, help="cost.pyramid")
     parser.add_argument(
         "--push-goal-pose",
-        choices=("contact", "backed_off"),
-        default="contact",
+        choices=PUSH_GOAL_POSES,
+        default=PUSH_GOAL_POSES[0],
         help="TaskConfig.push_goal_pose: the goal's pusher against the puck, or backed off",
     )
-    parser.add_argument("--puck-radius", type=float, default=0.04, help="SimConfig.puck_radius_m")
+    parser.add_argument(
+        "--puck-radius", type=float, default=PUCK_RADIUS_M, help="SimConfig.puck_radius_m"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
 

@@ -56,6 +56,7 @@ def _cmd_collect(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from wm_ros.config import planning_session_from_yaml
     from wm_ros.demo import run_demo
+    from wm_ros.eval.plan import EpisodeSetup
     from wm_ros.model import CheckpointError
 
     try:
@@ -70,9 +71,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             model=args.model,
             replan_every=args.replan_every,
             device=args.device,
-            push_start=args.push_start,
-            push_goal_pose=args.push_goal_pose,
-            puck_radius=args.puck_radius,
+            setup=EpisodeSetup.from_args(args),
         )
     except (CheckpointError, ValueError, OSError) as err:
         sys.stderr.write(f"wm-ros demo: {err}\n")
@@ -133,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_predict_arguments(
         evals.add_parser("predict", help="open-loop prediction metrics on held-out episodes")
     )
-    from wm_ros.eval.plan import PLANNERS, add_plan_arguments, add_push_arguments
+    from wm_ros.eval.plan import PLANNERS, add_episode_arguments, add_plan_arguments
 
     add_plan_arguments(
         evals.add_parser("plan", help="closed-loop success of a planner in the simulator")
@@ -186,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--replan-every", type=int, default=2, help="control steps per replan")
     demo.add_argument("--device", default="cpu", help="torch device of the planner")
-    add_push_arguments(demo)
+    add_episode_arguments(demo)
     demo.set_defaults(func=_cmd_demo)
     return parser
 

@@ -27,15 +27,15 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from wm_ros.config import (
-    PUCK_RADIUS_M,
-    PUSH_GOAL_POSES,
-    PlanningSessionConfig,
-    SimConfig,
-    TaskConfig,
-)
+from wm_ros.config import PlanningSessionConfig
 from wm_ros.eval.images import grid, labelled_tile, save_gif, save_png, upscale
-from wm_ros.eval.plan import EpisodeTrace, make_closed_loop, run_episode, task_planner_config
+from wm_ros.eval.plan import (
+    EpisodeSetup,
+    EpisodeTrace,
+    make_closed_loop,
+    run_episode,
+    task_planner_config,
+)
 from wm_ros.eval.timing import latency_percentiles
 from wm_ros.sim import TabletopSim
 
@@ -158,13 +158,13 @@ def run_demo(
     model: str | None = None,
     replan_every: int = 2,
     device: str = "cpu",
-    push_start: str = "staged",
-    push_goal_pose: str = PUSH_GOAL_POSES[0],
-    puck_radius: float = PUCK_RADIUS_M,
+    setup: EpisodeSetup | None = None,
     progress: bool = True,
 ) -> DemoOutcome:
     """`episodes` closed-loop episodes per task (seeds seed, seed+1, ...) with a report
-    (module doc). cfg: the planner settings for every task (default: demo_config(task))."""
+    (module doc). cfg: the planner settings for every task (default: demo_config(task));
+    setup: the episodes' push start, goal pose and puck size (default: EpisodeSetup())."""
+    setup = setup or EpisodeSetup()
     out.mkdir(parents=True, exist_ok=True)
     cfgs = {kind: cfg or demo_config(kind) for kind in tasks}
     if model is not None:
@@ -183,8 +183,7 @@ def run_demo(
     loops, sims = {}, {}
     with ExitStack() as stack:
         for kind in tasks:  # the model is loaded once per task; the simulator opened once
-            task_cfg = TaskConfig(kind=kind, push_start=push_start, push_goal_pose=push_goal_pose)
-            sim_cfg = SimConfig(task=task_cfg, puck_radius_m=puck_radius)
+            sim_cfg = setup.sim_config(kind)
             loops[kind] = make_closed_loop(planner, sim_cfg, cfg=cfgs[kind], device=device)
             stack.callback(loops[kind].close)
             size = loops[kind].image_size
@@ -220,9 +219,7 @@ def run_demo(
         "success_rate": float(np.mean([e.success for e in outcome.episodes])),
         "latency_ms": latency_percentiles(latencies),
         "replan_every": replan_every,
-        "push_start": push_start,
-        "push_goal_pose": push_goal_pose,
-        "puck_radius_m": puck_radius,
+        **asdict(setup),
         "device": device,
         "planner_config": {kind: c.to_dict() for kind, c in cfgs.items()},
         "episodes": [asdict(e) for e in outcome.episodes],

@@ -25,7 +25,7 @@ import json
 import logging
 import time
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +92,33 @@ class SimRollout:
 
     def close(self) -> None:
         self.sim.close()
+
+
+@dataclass(frozen=True)
+class EpisodeSetup:
+    """How closed-loop episodes are set up (`wm-ros eval plan`, the demo; `add_episode_arguments`):
+    TaskConfig's push_start and push_goal_pose for push episodes, SimConfig's puck_radius_m.
+    Evaluation starts a push staged: the push is the task, and from a clear start the tip must
+    first go round the puck (TaskConfig)."""
+
+    push_start: str = "staged"
+    push_goal_pose: str = PUSH_GOAL_POSES[0]
+    puck_radius_m: float = PUCK_RADIUS_M
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> EpisodeSetup:
+        return cls(args.push_start, args.push_goal_pose, args.puck_radius)
+
+    def sim_config(self, task: str, **task_fields) -> SimConfig:
+        """The simulator settings of an episode of `task` (TaskConfig fields may be added).
+
+        Raises:
+            ValueError: a setting out of its range.
+        """
+        task_cfg = TaskConfig(
+            kind=task, push_start=self.push_start, push_goal_pose=self.push_goal_pose, **task_fields
+        )
+        return SimConfig(task=task_cfg, puck_radius_m=self.puck_radius_m)
 
 
 TASK_CONFIG = "planner_{task}.yaml"  # a task's own planner settings, where the package has them
@@ -263,21 +290,16 @@ def evaluate_planner(
     device: str = "cpu",
     replan_every: int = 1,
     episode_steps: int | None = None,
-    push_start: str = "staged",
-    push_goal_pose: str = PUSH_GOAL_POSES[0],
-    puck_radius: float = PUCK_RADIUS_M,
+    setup: EpisodeSetup | None = None,
     progress: bool = True,
 ) -> dict:
-    """Closed-loop figures of one planner on `episodes` seeded episodes (module doc);
-    push_start, push_goal_pose: TaskConfig's, for push episodes; puck_radius: SimConfig's
-    puck_radius_m."""
+    """Closed-loop figures of one planner on `episodes` seeded episodes (module doc)."""
     from wm_ros.sim import TabletopSim
 
     cfg = cfg or PlanningSessionConfig()
-    task_cfg = TaskConfig(kind=task, push_start=push_start, push_goal_pose=push_goal_pose)
-    if episode_steps is not None:
-        task_cfg = task_cfg.replace(episode_steps=episode_steps)
-    sim_cfg = SimConfig(task=task_cfg, seed=seed, puck_radius_m=puck_radius)
+    setup = setup or EpisodeSetup()
+    steps = {} if episode_steps is None else {"episode_steps": episode_steps}
+    sim_cfg = setup.sim_config(task, **steps).replace(seed=seed)
     loop = make_closed_loop(planner, sim_cfg, model_dir=model_dir, cfg=cfg, device=device)
     sim_cfg = sim_cfg.replace(image_width=loop.image_size, image_height=loop.image_size)
     results = []
@@ -301,10 +323,8 @@ def evaluate_planner(
         "final_distance": {"mean": float(final.mean()), "median": float(np.median(final))},
         "latency_ms": latency_percentiles([ms for r in results for ms in r.replan_ms]),
         "replan_every": replan_every,
-        "episode_steps": task_cfg.episode_steps,
-        "push_start": push_start,
-        "push_goal_pose": push_goal_pose,
-        "puck_radius_m": puck_radius,
+        "episode_steps": sim_cfg.task.episode_steps,
+        **asdict(setup),
         "model": str(model_dir or cfg.model) if planned else None,
         "planner_config": cfg.planner.to_dict(),
         "machine": machine_info(),
@@ -347,9 +367,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
             device=str(resolve_device(args.device)),
             replan_every=args.replan_every,
             episode_steps=args.steps,
-            push_start=args.push_start,
-            push_goal_pose=args.push_goal_pose,
-            puck_radius=args.puck_radius,
+            setup=EpisodeSetup.from_args(args),
         )
     except (CheckpointError, ValueError) as err:
         log.error("wm-ros eval plan: %s", err)
@@ -370,25 +388,25 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_push_arguments(parser: argparse.ArgumentParser) -> None:
-    """--push-start, --push-goal-pose (TaskConfig's push_start and push_goal_pose) and
-    --puck-radius (SimConfig's puck_radius_m)."""
+def add_episode_arguments(parser: argparse.ArgumentParser) -> None:
+    """--push-start, --push-goal-pose and --puck-radius: an EpisodeSetup (`from_args`)."""
+    defaults = EpisodeSetup()
     parser.add_argument(
         "--push-start",
         choices=PUSH_STARTS,
-        default="staged",  # the push is the task; a clear start adds a detour (TaskConfig)
+        default=defaults.push_start,
         help="push episodes start staged behind the puck, or anywhere clear of it",
     )
     parser.add_argument(
         "--push-goal-pose",
         choices=PUSH_GOAL_POSES,
-        default=PUSH_GOAL_POSES[0],
+        default=defaults.push_goal_pose,
         help="the goal's arm holds against the puck where the push ended, or backs off first",
     )
     parser.add_argument(
         "--puck-radius",
         type=float,
-        default=PUCK_RADIUS_M,
+        default=defaults.puck_radius_m,
         metavar="M",
         help=f"puck radius, m, within {list(PUCK_RADIUS_RANGE_M)} (the shipped model saw "
         f"{PUCK_RADIUS_M}; the oracle plans better with a bigger puck, README)",
@@ -411,7 +429,7 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
         "then config/planner_<task>.yaml where there is one",
     )
     parser.add_argument("--steps", type=int, help="override the task's episode_steps")
-    add_push_arguments(parser)
+    add_episode_arguments(parser)
     parser.add_argument("--replan-every", type=int, default=1, help="control steps per replan")
     parser.add_argument("--samples", type=int, help="override planner.cem.num_samples")
     parser.add_argument("--elites", type=int, help="override planner.cem.num_elites")

@@ -7,7 +7,13 @@ import pytest
 import torch
 
 from wm_ros.cli import main
-from wm_ros.config import CEMConfig, ModelConfig, PlannerConfig, PlanningSessionConfig
+from wm_ros.config import (
+    PUCK_RADIUS_M,
+    CEMConfig,
+    ModelConfig,
+    PlannerConfig,
+    PlanningSessionConfig,
+)
 from wm_ros.eval.plan import evaluate_planner
 from wm_ros.model import WorldModel, save_model
 from wm_ros.paths import config_path
@@ -51,9 +57,9 @@ def test_cli_writes_json_and_rejects_bad_settings(tiny_model, tmp_path):
     assert json.loads(out.read_text())["planner"] == "random"
     bad = ["eval", "plan", "--model", str(tiny_model), "--samples", "4", "--json", str(out)]
     assert main(bad) == 2  # 32 elites of 4 samples
-    big = [*cmd, "--puck-radius", "0.07", "--json", str(out)]
-    assert main(big) == 0
-    assert json.loads(out.read_text())["puck_radius_m"] == 0.07
+    small = [*cmd, "--puck-radius", "0.04", "--json", str(out)]
+    assert main(small) == 0
+    assert json.loads(out.read_text())["puck_radius_m"] == 0.04
     assert main([*cmd, "--puck-radius", "0.5", "--json", str(out)]) == 2  # out of range
 
 
@@ -68,7 +74,7 @@ def test_cli_reads_the_planner_params_file(tmp_path):
     result = json.loads(out.read_text())
     assert result["planner_config"]["cost"]["pyramid"] == 3
     assert (result["push_start"], result["push_goal_pose"]) == ("staged", "contact")
-    assert result["puck_radius_m"] == 0.04
+    assert result["puck_radius_m"] == PUCK_RADIUS_M
 
 
 def test_the_oracle_renders_only_the_final_step_when_the_cost_reads_only_that(tiny_model):

@@ -30,6 +30,13 @@ def test_card_reports_the_recorded_figures_and_the_targets(tmp_path):
     assert "| autoencoder | 2 |" in card and "1 training episodes" in card
     assert card.count("met") >= 3  # each target judged, met or not
     assert "## Ablations" not in card  # none recorded, none claimed
+    assert "Simulator:" not in card  # no data directory given
+    data = tmp_path / "data"
+    data.mkdir()
+    sim = {"puck_radius_m": 0.07, "image_width": 64, "image_height": 64, "control_dt": 0.1}
+    (data / "collect.json").write_text(json.dumps({"sim": {**sim, "task": {"kind": "push"}}}))
+    card = render_card(tmp_path / "m", tmp_path / "m", evals, None, data_dir=data)
+    assert "Simulator: puck radius 0.070 m, 64x64 px, control dt 0.1 s, push task" in card
 
 
 def test_stage_times_add_up_resumed_runs(tmp_path):

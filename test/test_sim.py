@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from wm_ros.camera import project_points
-from wm_ros.config import SimConfig
+from wm_ros.config import PUCK_RADIUS_M, SimConfig
 from wm_ros.sim import (
     ARM_LABELS,
     ARM_LINKS,
@@ -122,12 +122,13 @@ def test_render_and_segmentation(sim):
 
 def test_puck_radius_is_configurable_and_checked(sim):
     sim.reset(1)
-    small = sim.puck_mask().sum()
-    with TabletopSim(SimConfig(puck_radius_m=0.07)) as big:
-        big.reset(1)
-        assert big.puck_radius == 0.07
+    assert sim.puck_radius == PUCK_RADIUS_M == 0.07
+    big = sim.puck_mask().sum()
+    with TabletopSim(SimConfig(puck_radius_m=0.04)) as small:
+        small.reset(1)
+        assert small.puck_radius == 0.04
         # A disc 1.75x as wide covers about 3x the pixels (what the image cost sees of it).
-        assert big.puck_mask().sum() > 2.5 * small
+        assert big > 2.5 * small.puck_mask().sum()
     for bad in (0.0, 0.2):
         with pytest.raises(ValueError, match="puck_radius_m"):
             SimConfig(puck_radius_m=bad)

@@ -1,11 +1,12 @@
 """Write a model directory's `model_card.md` from what training and evaluation recorded.
 
 Every figure comes from files: config.json (architecture, data, stages, device), the training
-log (steps, wall time, last losses), the `wm-ros eval predict` JSON of the model and of its
-ablations, and the rollout benchmark JSON. Nothing is typed in by hand.
+log (steps, wall time, last losses), the collector's collect.json (the simulator it ran), the
+`wm-ros eval predict` JSON of the model and of its ablations, and the rollout benchmark JSON.
+Nothing is typed in by hand.
 
     python -m wm_ros.eval.model_card --model-dir models/sim_tabletop --train-dir RUN \\
-        --eval-dir RUN/eval --config config/models/sim_tabletop.yaml
+        --eval-dir RUN/eval --config config/models/sim_tabletop.yaml --data-dir RUN/train
 """
 
 from __future__ import annotations
@@ -63,8 +64,14 @@ def _met(ok: bool | None) -> str:
     return "n/a" if ok is None else ("met" if ok else "**not met**")
 
 
-def render_card(model_dir: Path, train_dir: Path, eval_dir: Path, config: Path | None) -> str:
-    """The card's Markdown."""
+def render_card(
+    model_dir: Path,
+    train_dir: Path,
+    eval_dir: Path,
+    config: Path | None,
+    data_dir: Path | None = None,
+) -> str:
+    """The card's Markdown; data_dir, the training episodes, adds the simulator they came from."""
     cfg_json = json.loads((model_dir / "config.json").read_text())
     model = load_model(model_dir)
     params = {
@@ -107,7 +114,7 @@ def render_card(model_dir: Path, train_dir: Path, eval_dir: Path, config: Path |
         f"{data.get('train_episodes', '?')} training episodes (seeds {data.get('train_seeds', '?')}"
         f", {data.get('train_frames', '?')} frames), {data.get('val_episodes', '?')} for the "
         f"validation loss (seeds {data.get('val_seeds', '?')}); held-out evaluation episodes "
-        "come from other seeds (below).",
+        "come from other seeds (below)." + _sim_line(data_dir),
         f"- Device: {training.get('device', '?')}, {training.get('processes', 1)} process(es), "
         f"batch {training.get('batch_size_per_process', '?')}.",
         "",
@@ -169,6 +176,21 @@ def render_card(model_dir: Path, train_dir: Path, eval_dir: Path, config: Path |
     lines += _prior_lines(full.get("prior"))
     lines += _speed_lines(eval_dir / "rollout_speed.json")
     return "\n".join(lines) + "\n"
+
+
+def _sim_line(data_dir: Path | None) -> str:
+    """What the training episodes' simulator was set to (their collect.json), or nothing."""
+    path = None if data_dir is None else data_dir / "collect.json"
+    if path is None or not path.is_file():
+        return ""
+    sim = json.loads(path.read_text()).get("sim", {})
+    task = sim.get("task", {})
+    return (
+        f" Simulator: puck radius {_f(sim.get('puck_radius_m'), '.3f')} m, "
+        f"{sim.get('image_width', '?')}x{sim.get('image_height', '?')} px, "
+        f"control dt {sim.get('control_dt', '?')} s, {task.get('kind', '?')} task goals "
+        f"({task.get('push_start', '?')} start)."
+    )
 
 
 def _ablation_lines(eval_dir: Path, h: int) -> list[str]:
@@ -247,8 +269,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-dir", type=Path, required=True, help="has train_log.jsonl")
     parser.add_argument("--eval-dir", type=Path, required=True, help="has full.json, ...")
     parser.add_argument("--config", type=Path)
+    parser.add_argument("--data-dir", type=Path, help="the training episodes (has collect.json)")
     args = parser.parse_args(argv)
-    card = render_card(args.model_dir, args.train_dir, args.eval_dir, args.config)
+    card = render_card(args.model_dir, args.train_dir, args.eval_dir, args.config, args.data_dir)
     (args.model_dir / "model_card.md").write_text(card)
     sys.stdout.write(f"wrote {args.model_dir / 'model_card.md'}\n")
 

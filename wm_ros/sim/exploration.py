@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from wm_ros.config import PUCK_RADIUS_M
 from wm_ros.sim.scripted import contact_distance, rate_limit, segment_clear, solve_ik
 
 if TYPE_CHECKING:
@@ -141,8 +140,8 @@ class ExplorationPolicy:
         self._direction = np.array([np.cos(angle), np.sin(angle)])
         # Lateral offset from the puck centre: mostly through it, sometimes grazing or missing.
         self._offset = float(np.clip(rng.normal(0.0, 0.5), -1.3, 1.3) * contact_distance(sim))
-        # m behind the puck centre to start from (more for a bigger puck than the default)
-        self._back = float(rng.uniform(0.045, 0.065)) + (sim.puck_radius - PUCK_RADIUS_M)
+        # m behind the puck centre to start from: 5-25 mm clear of its edge
+        self._back = sim.puck_radius + float(rng.uniform(0.005, 0.025))
         self._forward = float(rng.uniform(0.06, 0.22))  # m past the puck to sweep to
         self._approach_speed = float(rng.uniform(0.35, 0.6))  # m/s
         self._speed = float(rng.uniform(0.06, 0.3))  # m/s while sweeping

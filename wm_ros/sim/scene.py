@@ -41,12 +41,12 @@ PUCK_FRICTION = (0.35, 0.005, 0.0001)  # (slide, torsion, roll)
 
 # Workspace, in the base frame (metres). Episodes start with the puck in this annulus in front of
 # the base and the pusher tip in the tool region (both inside the default camera's view), the tip
-# at least START_CLEARANCE_M from the puck's centre (plus what a bigger puck adds to its radius).
+# at least START_CLEARANCE_M from the puck's edge, whatever its size.
 PUCK_REGION_RADIUS_M = (0.30, 0.52)
 PUCK_REGION_Y_M = (-0.25, 0.25)
 TOOL_REGION_X_M = (0.12, 0.68)
 TOOL_REGION_Y_M = (-0.38, 0.38)
-START_CLEARANCE_M = 0.10
+START_CLEARANCE_M = 0.06
 
 TABLE_COLOR = (0.50, 0.45, 0.40, 1.0)
 PUCK_COLOR = (0.95, 0.95, 0.95, 1.0)

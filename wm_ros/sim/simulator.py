@@ -28,7 +28,7 @@ import mujoco
 import numpy as np
 
 from wm_ros.camera import CameraModel
-from wm_ros.config import PUCK_RADIUS_M, SimConfig
+from wm_ros.config import SimConfig
 from wm_ros.sim.scene import (
     ARM_LABEL_START,
     BACKGROUND_LABEL,
@@ -109,7 +109,6 @@ class TabletopSim:
         """Random arm pose (pusher in view, clear of the puck) and puck position; settle."""
         mujoco.mj_resetData(self.model, self.data)
         lo, hi = self.joint_limits[:, 0], self.joint_limits[:, 1]
-        radius_extra = self.puck_radius - PUCK_RADIUS_M
         for _ in range(1000):
             radius = rng.uniform(*PUCK_REGION_RADIUS_M)
             angle = rng.uniform(-1.0, 1.0)
@@ -121,8 +120,7 @@ class TabletopSim:
             tool = self.tool_position_at(q)
             if not tool_in_view(tool):
                 continue
-            # The clearance is kept from the puck's edge whatever its size.
-            if np.linalg.norm(tool[:2] - puck) >= START_CLEARANCE_M + radius_extra:
+            if np.linalg.norm(tool[:2] - puck) >= START_CLEARANCE_M + self.puck_radius:
                 break
         else:  # pragma: no cover - the regions above overlap widely
             raise RuntimeError("could not sample a start state")

@@ -36,6 +36,7 @@ REACH_PUCK_GAP_M = 0.03  # beyond contact
 REACH_ATTEMPTS = 200
 REACH_SPEED_FRACTION = 0.3  # of the joint velocity limits
 SETTLE_STEPS = 3  # control steps of holding still before a goal is recorded
+CONTACT_POSE_SLACK_M = 0.01  # m beyond contact distance that still counts as holding the puck
 
 
 @dataclass(frozen=True, eq=False)
@@ -147,46 +148,90 @@ def _push_goal(
 ) -> np.ndarray | None:
     """Push the puck with the scripted pusher to a random target; retry from the start state
     until the puck moved at least cfg.push_min_displacement_m; the pusher then holds where the
-    push ended or backs off first (cfg.push_goal_pose).
+    push ended or backs off first (cfg.push_goal_pose). An attempt whose push ended with the tip
+    off its pose (beside the puck, or still re-approaching it when the puck slid into tolerance)
+    is retried too; if every attempt did, the first one that moved the puck far enough is kept.
     Returns the staged state: the first moment the pusher stood behind the puck, ready to push,
     brought to rest (where a "staged" episode starts; with a "clear" start it is not held at
     rest, may be None, and is not used)."""
     puck0 = sim.puck_position()[:2]
     best = 0.0
+    fallback = None  # (attempt, target) of the first push that moved far enough, pose aside
+    targets = []
     for attempt in range(PUSH_ATTEMPTS):
         if attempt:
             sim.set_state(start)
-        target = _push_target(puck0, cfg, rng)
-        pusher = PushController(target, back_off=cfg.push_goal_pose == "backed_off")
-        pusher.reset(sim)
-        staged = None
-        for _ in range(cfg.goal_steps):
-            q = pusher(sim)
-            if staged is None and pusher.pushing:
-                if cfg.push_start == "staged":
-                    # Ready to push: hold still behind the puck; the episode starts from rest.
-                    hold = sim.joint_positions()
-                    for _ in range(SETTLE_STEPS):
-                        sim.step(hold)
-                    q = pusher(sim)
-                staged = sim.get_state()
-            sim.step(q)
-            if pusher.done:
-                break
-        pusher.done = True  # hold the tip against the puck, or back off and hold
-        for _ in range(SETTLE_STEPS):
-            sim.step(pusher(sim))
+        targets.append(_push_target(puck0, cfg, rng))
+        staged = _scripted_push(sim, cfg, targets[-1])
         moved = float(np.linalg.norm(sim.puck_position()[:2] - puck0))
+        posed = _pose_reached(sim, cfg, puck0)
         log.debug(
-            "episode %d: push attempt %d moved the puck %.3f m", sim.episode_seed, attempt, moved
+            "episode %d: push attempt %d moved the puck %.3f m, %s",
+            sim.episode_seed,
+            attempt,
+            moved,
+            "ended in its pose" if posed else "ended off its pose",
         )
         best = max(best, moved)
         ready = staged is not None or cfg.push_start == "clear"  # a staged start needs one
         if moved >= cfg.push_min_displacement_m and ready:
-            return staged
+            if posed:
+                return staged
+            if fallback is None:
+                fallback = attempt
+    if fallback is not None:
+        # Deterministic: the same push again from the same start state.
+        log.warning(
+            "episode %d: no push ended in the %s pose; keeping attempt %d",
+            sim.episode_seed,
+            cfg.push_goal_pose,
+            fallback,
+        )
+        sim.set_state(start)
+        return _scripted_push(sim, cfg, targets[fallback])
     raise RuntimeError(
         f"episode {sim.episode_seed}: push goal moved the puck at most {best:.3f} m "
         f"(< push_min_displacement_m = {cfg.push_min_displacement_m} m)"
+    )
+
+
+def _scripted_push(sim: TabletopSim, cfg: TaskConfig, target: np.ndarray) -> np.ndarray | None:
+    """Run the scripted pusher from the current state towards `target` for at most
+    cfg.goal_steps, then hold or back off (cfg.push_goal_pose). Returns the staged state, or
+    None if the pusher never stood ready to push (see _push_goal)."""
+    pusher = PushController(target, back_off=cfg.push_goal_pose == "backed_off")
+    pusher.reset(sim)
+    staged = None
+    for _ in range(cfg.goal_steps):
+        q = pusher(sim)
+        if staged is None and pusher.pushing:
+            if cfg.push_start == "staged":
+                # Ready to push: hold still behind the puck; the episode starts from rest.
+                hold = sim.joint_positions()
+                for _ in range(SETTLE_STEPS):
+                    sim.step(hold)
+                q = pusher(sim)
+            staged = sim.get_state()
+        sim.step(q)
+        if pusher.done:
+            break
+    pusher.done = True  # hold the tip against the puck, or back off and hold
+    for _ in range(SETTLE_STEPS):
+        sim.step(pusher(sim))
+    return staged
+
+
+def _pose_reached(sim: TabletopSim, cfg: TaskConfig, puck0: np.ndarray) -> bool:
+    """Whether the pusher ended on the side the push came from and, for the "contact" pose,
+    against the puck (the goal image then shows the arm that did the push)."""
+    puck, tool = sim.puck_position()[:2], sim.tool_position()[:2]
+    push = puck - puck0
+    behind = float((puck - tool) @ push) / max(float(np.linalg.norm(push)), 1e-9)
+    if behind <= 0.0:
+        return False
+    return (
+        cfg.push_goal_pose != "contact"
+        or float(np.linalg.norm(puck - tool)) < contact_distance(sim) + CONTACT_POSE_SLACK_M
     )
 
 

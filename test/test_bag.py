@@ -320,15 +320,20 @@ def test_corrupt_metadata_and_unknown_topics(tmp_path):
 
 WRITER_SCRIPT = textwrap.dedent(
     """
-    import sys, numpy as np
+    import sys, time, numpy as np
     from wm_ros.ros.bag import BagWriter
     from wm_ros.ros.conversions import numpy_to_image
-    frame = numpy_to_image(np.zeros((64, 64, 3), np.uint8), "rgb8")
+    frame = numpy_to_image(np.zeros((16, 16, 3), np.uint8), "rgb8")
     with BagWriter(sys.argv[1], sys.argv[2]) as bag:
         i = 0
         while True:
-            bag.write("/camera/image_raw", i * 1000, frame)
-            i += 1
+            # Bounded (at most 40 MB). Unbounded 64x64 frames grew the bag 330 MB/s; on a loaded
+            # machine the writer once outlived the 30 s wait after SIGINT, likely for that.
+            if i < 50_000:
+                bag.write("/camera/image_raw", i * 1000, frame)
+                i += 1
+            else:
+                time.sleep(0.01)
             if i == 200:
                 print("ready", flush=True)
     """

@@ -79,9 +79,9 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
 TASK_KINDS = ("reach", "push")  # the simulator's tasks (wm_ros.sim.tasks)
 PUSH_STARTS = ("clear", "staged")  # TaskConfig.push_start
 PUSH_GOAL_POSES = ("contact", "backed_off")  # TaskConfig.push_goal_pose, the default first
-# SimConfig.puck_radius_m: the default (about 9 px across at 64x64, what the shipped model saw;
-# at 0.04 m the puck was too small a part of the goal image for the oracle, README)
-# and the range the workspace and the scripted pusher are laid out for.
+# SimConfig.puck_radius_m: the default, what the shipped model saw (about 8 px across at 64x64;
+# at 0.04 m the puck was too small a part of the goal image for the oracle, README), and the
+# range the workspace and the scripted pusher are laid out for.
 PUCK_RADIUS_M = 0.07
 PUCK_RADIUS_RANGE_M = (0.02, 0.08)
 

@@ -156,8 +156,8 @@ def _push_goal(
     rest, may be None, and is not used)."""
     puck0 = sim.puck_position()[:2]
     best = 0.0
-    fallback = None  # (attempt, target) of the first push that moved far enough, pose aside
-    targets = []
+    fallback: int | None = None  # the first attempt that moved the puck far enough, pose aside
+    targets: list[np.ndarray] = []
     for attempt in range(PUSH_ATTEMPTS):
         if attempt:
             sim.set_state(start)

@@ -409,7 +409,7 @@ def add_episode_arguments(parser: argparse.ArgumentParser) -> None:
         default=defaults.puck_radius_m,
         metavar="M",
         help=f"puck radius, m, within {list(PUCK_RADIUS_RANGE_M)} (the shipped model saw "
-        f"{PUCK_RADIUS_M}; the oracle plans better with a bigger puck, README)",
+        f"{PUCK_RADIUS_M}; a smaller puck weighs less in the goal image, README)",
     )
 
 

@@ -156,13 +156,12 @@ def _push_goal(
     rest, may be None, and is not used)."""
     puck0 = sim.puck_position()[:2]
     best = 0.0
-    fallback: int | None = None  # the first attempt that moved the puck far enough, pose aside
-    targets: list[np.ndarray] = []
+    # (attempt, staged state, end state) of the first push that moved far enough, pose aside
+    fallback: tuple[int, np.ndarray | None, np.ndarray] | None = None
     for attempt in range(PUSH_ATTEMPTS):
         if attempt:
             sim.set_state(start)
-        targets.append(_push_target(puck0, cfg, rng))
-        staged = _scripted_push(sim, cfg, targets[-1])
+        staged = _scripted_push(sim, cfg, _push_target(puck0, cfg, rng))
         moved = float(np.linalg.norm(sim.puck_position()[:2] - puck0))
         posed = _pose_reached(sim, cfg, puck0)
         log.debug(
@@ -178,17 +177,17 @@ def _push_goal(
             if posed:
                 return staged
             if fallback is None:
-                fallback = attempt
+                fallback = (attempt, staged, sim.get_state())
     if fallback is not None:
-        # Deterministic: the same push again from the same start state.
+        attempt, staged, end = fallback
         log.warning(
             "episode %d: no push ended in the %s pose; keeping attempt %d",
             sim.episode_seed,
             cfg.push_goal_pose,
-            fallback,
+            attempt,
         )
-        sim.set_state(start)
-        return _scripted_push(sim, cfg, targets[fallback])
+        sim.set_state(end)
+        return staged
     raise RuntimeError(
         f"episode {sim.episode_seed}: push goal moved the puck at most {best:.3f} m "
         f"(< push_min_displacement_m = {cfg.push_min_displacement_m} m)"
@@ -225,9 +224,7 @@ def _pose_reached(sim: TabletopSim, cfg: TaskConfig, puck0: np.ndarray) -> bool:
     """Whether the pusher ended on the side the push came from and, for the "contact" pose,
     against the puck (the goal image then shows the arm that did the push)."""
     puck, tool = sim.puck_position()[:2], sim.tool_position()[:2]
-    push = puck - puck0
-    behind = float((puck - tool) @ push) / max(float(np.linalg.norm(push)), 1e-9)
-    if behind <= 0.0:
+    if float((puck - tool) @ (puck - puck0)) <= 0.0:  # the tip is not behind the puck
         return False
     return (
         cfg.push_goal_pose != "contact"

@@ -32,6 +32,46 @@ def episodes():
     return sim_episodes([0, 1], steps=12, image_size=16)
 
 
+# ---------------------------------------------------------------------------------- flow loss
+
+
+def test_flow_loss_weighs_the_cells_that_hold_the_arm_or_the_puck(tmp_path, episodes):
+    off = Trainer(episodes, tmp_path / "off", TINY, FAST)
+    idx = off.data.window_indices(4, np.random.default_rng(0))
+    assert off.flow_loss_weight(off.data, idx, (4, 4)) is None  # the default: uniform
+
+    trainer = Trainer(episodes, tmp_path / "on", TINY, FAST.replace(flow_foreground_weight=5.0))
+    data = trainer.data
+    data.labels = np.zeros_like(data.labels)
+    h = TINY.horizon
+    last_ctx, fut = idx[0, -h - 1], idx[0, -1]
+    data.labels[last_ctx, 0, 0] = 1  # the arm in the last context frame, top-left cell
+    data.labels[fut, 15, 15] = 2  # the puck in the last future frame, bottom-right cell
+    data.labels[idx[0, 0], 8, 0] = 1  # a memory frame: not weighted
+    weight = trainer.flow_loss_weight(data, idx, (4, 4))
+    assert weight.shape == (4, h, 1, 4, 4)
+    w0 = weight[0, :, 0]
+    assert torch.all(w0[:, 0, 0] == 6.0)  # the last context frame's cell, in every step
+    assert w0[-1, 3, 3] == 6.0 and torch.all(w0[:-1, 3, 3] == 1.0)  # only its own step
+    assert w0[:, 2, 0].eq(1.0).all()  # memory frames do not count
+    # Only the adapter's loss is weighted: both trainers start from the same seeded weights.
+    off.data.labels = data.labels
+
+    def loss(t: Trainer, stage: str) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(0)
+        return t.flow_loss(t.data, stage, np.random.default_rng(1), gen)
+
+    assert torch.equal(loss(trainer, "base"), loss(off, "base"))
+    weighted = loss(trainer, "adapter")
+    assert weighted > loss(off, "adapter")
+    weighted.backward()
+
+
+def test_negative_flow_foreground_weight_is_refused():
+    with pytest.raises(ValueError, match="flow_foreground_weight"):
+        TrainConfig(flow_foreground_weight=-1.0)
+
+
 # ---------------------------------------------------------------------------------- prior
 
 

@@ -780,6 +780,12 @@ class TrainConfig(ConfigBase):
         autoencoder_steps, base_steps, adapter_steps, prior_steps: steps of each stage.
         foreground_weight: extra reconstruction weight of arm and puck pixels (labels > 0),
             so the small moving objects are not averaged away.
+        flow_foreground_weight: extra weight, in the adapter's flow loss, of the latent cells
+            that hold the arm or the puck in a future frame or in the last context frame
+            (labels > 0 pooled onto the latent grid): the cells where the actions move things,
+            which a uniform loss over the mostly static grid underweights. The base, which
+            cannot know the actions, keeps a uniform loss. 0 = uniform for both (the shipped
+            model: README says what a weight did to it).
         latent_l2: weight of a small L2 penalty on the autoencoder's latents.
         shortcut_fraction: fraction of each batch trained on the shortcut self-consistency
             target (the rest on plain flow matching, d = 0).
@@ -802,6 +808,7 @@ class TrainConfig(ConfigBase):
     adapter_steps: int = 4000
     prior_steps: int = 1500
     foreground_weight: float = 10.0
+    flow_foreground_weight: float = 0.0
     latent_l2: float = 1e-4
     shortcut_fraction: float = 0.25
     memory_tau: float = 8.0
@@ -826,8 +833,14 @@ class TrainConfig(ConfigBase):
             raise ValueError("checkpoint_every and log_every must be positive")
         if not 0.0 <= self.shortcut_fraction < 1.0:
             raise ValueError("shortcut_fraction must be within [0, 1)")
-        if self.memory_tau <= 0 or self.foreground_weight < 0 or self.latent_l2 < 0:
-            raise ValueError("memory_tau must be positive; foreground_weight, latent_l2 >= 0")
+        if (
+            self.memory_tau <= 0
+            or min(self.foreground_weight, self.flow_foreground_weight, self.latent_l2) < 0
+        ):
+            raise ValueError(
+                "memory_tau must be positive; foreground_weight, flow_foreground_weight, "
+                "latent_l2 >= 0"
+            )
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError("val_fraction must be within [0, 1)")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):

@@ -187,6 +187,8 @@ class Trainer:
         kw = {"memory": mc.memory, "memory_tau": train_cfg.memory_tau, "image_size": mc.image_size}
         self.data = EpisodeSet(train_eps, mc.context, mc.horizon, **kw)
         self.val = EpisodeSet(val_eps, mc.context, mc.horizon, **kw) if val_eps else None
+        if train_cfg.flow_foreground_weight > 0 and self.data.labels is None:
+            log.warning("flow_foreground_weight is ignored: the episodes have no segmentation")
         self.joint_names = episodes[0].joint_names
         self._renderer = prompt_renderer
         self._latents: dict[int, torch.Tensor] = {}
@@ -308,7 +310,24 @@ class Trainer:
             )
             x, t, d = torch.cat([xs, x]), torch.cat([ts, t]), torch.cat([ds, d])
             target = torch.cat([tgt, target])
-        return (velocity(slice(None))(x, t, d) - target).pow(2).mean()
+        err = (velocity(slice(None))(x, t, d) - target).pow(2)  # (B, H, c, h, w)
+        weight = self.flow_loss_weight(data, idx, err.shape[-2:]) if use_adapter else None
+        return (err if weight is None else err * weight).mean()
+
+    def flow_loss_weight(
+        self, data: EpisodeSet, idx: np.ndarray, grid: tuple[int, int]
+    ) -> torch.Tensor | None:
+        """(B, H, 1, h, w) adapter flow-loss weights of windows `idx` (B, M + K + H): 1, plus
+        flow_foreground_weight where a future frame or the last context frame has the arm or
+        the puck in the cell (TrainConfig); None when off or the data has no labels."""
+        w = self.cfg.flow_foreground_weight
+        if w <= 0 or data.labels is None:
+            return None
+        h = self.model.cfg.horizon
+        labels = torch.as_tensor(data.labels[idx[:, -h - 1 :]] > 0, device=self.device)
+        fg = (labels[:, 1:] | labels[:, :1]).float()  # (B, H, S, S): future or last context
+        cells = torch.nn.functional.adaptive_max_pool2d(fg, grid)  # (B, H, h, w)
+        return (1.0 + w * cells).unsqueeze(2)
 
     def prior_loss(self, data: EpisodeSet, rng: np.random.Generator) -> torch.Tensor:
         mc = self.model.cfg

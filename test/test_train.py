@@ -42,7 +42,8 @@ def test_flow_loss_weighs_the_cells_that_hold_the_arm_or_the_puck(tmp_path, epis
 
     trainer = Trainer(episodes, tmp_path / "on", TINY, FAST.replace(flow_foreground_weight=5.0))
     data = trainer.data
-    data.labels = np.zeros_like(data.labels)
+    real = data.labels  # the simulator's segmentation: the arm is in every frame
+    data.labels = np.zeros_like(real)
     h = TINY.horizon
     last_ctx, fut = idx[0, -h - 1], idx[0, -1]
     data.labels[last_ctx, 0, 0] = 1  # the arm in the last context frame, top-left cell
@@ -55,7 +56,7 @@ def test_flow_loss_weighs_the_cells_that_hold_the_arm_or_the_puck(tmp_path, epis
     assert w0[-1, 3, 3] == 6.0 and torch.all(w0[:-1, 3, 3] == 1.0)  # only its own step
     assert w0[:, 2, 0].eq(1.0).all()  # memory frames do not count
     # Only the adapter's loss is weighted: both trainers start from the same seeded weights.
-    off.data.labels = data.labels
+    data.labels = off.data.labels = real
 
     def loss(t: Trainer, stage: str) -> torch.Tensor:
         gen = torch.Generator().manual_seed(0)

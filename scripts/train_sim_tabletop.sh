@@ -6,7 +6,8 @@
 #   scripts/train_sim_tabletop.sh [WORK_DIR]      (default /tmp/wm_ros_train; needs make's .venv)
 #
 # On the 2-core CPU the model takes about 55 minutes (autoencoder 11, base 7, adapter 32, prior 1)
-# and the ablations 40 more; on one GPU, minutes.
+# and the ablations about 40 more (estimated: here they were run two at a time, one thread
+# each, 17-19 minutes apiece); on one GPU, minutes.
 # Multi-GPU: prefix the train commands with
 #   torchrun --nproc_per_node=NGPU --rdzv-backend=c10d --rdzv-endpoint=127.0.0.1:29500 -m wm_ros.cli
 # instead of `wm-ros` (batch_size is per process).

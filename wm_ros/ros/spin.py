@@ -43,19 +43,13 @@ def run_node(
         # rclpy's Ctrl-C/SIGTERM handler shuts the context down while the executor may still
         # run a callback that was ready; its publish then fails ("publisher's context is
         # invalid"). That is the shutdown the user asked for, not a crash.
-        if node is not None and not rclpy.ok():
-            return _shutdown_race(label, err)
-        raise
+        if node is None or rclpy.ok():
+            raise
+        sys.stderr.write(f"{label}: a callback ran after shutdown ({type(err).__name__}: {err})\n")
     finally:
         executor.shutdown()
         if node is not None:
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
-    return 0
-
-
-def _shutdown_race(label: str, err: Exception) -> int:
-    """Report a callback's failure on an already shut-down context; the exit stays clean."""
-    sys.stderr.write(f"{label}: a callback ran after shutdown ({type(err).__name__}: {err})\n")
     return 0

@@ -52,7 +52,6 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message, serialize_message
-from rclpy.signals import SignalHandlerOptions, get_current_signal_handlers_options
 from rosbags.interfaces import Nodetype, Qos
 from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer, WriterError
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
@@ -60,6 +59,7 @@ from rosgraph_msgs.msg import Clock
 
 from wm_ros.ros.conversions import ns_to_time
 from wm_ros.ros.qos import from_bag_qos, latched_qos, recorder_qos, reliable_qos, to_bag_qos
+from wm_ros.ros.spin import rclpy_handles_signals, stop_on_signals
 
 __all__ = [
     "STORAGES",
@@ -251,16 +251,6 @@ def _type_definition(msgtype: str) -> tuple[str, str]:
 # --------------------------------------------------------------------------------------------
 
 
-def _rclpy_handles_signals() -> bool:
-    """Whether rclpy's own SIGINT/SIGTERM handlers are installed (after `rclpy.init()`).
-
-    They shut down every context on SIGINT/SIGTERM (and chain SIGINT on to Python, which
-    raises KeyboardInterrupt); Python's `signal.getsignal` cannot see them, and replacing them
-    with `signal.signal` would lose them for good, so they are left alone.
-    """
-    return get_current_signal_handlers_options() != SignalHandlerOptions.NO
-
-
 class _SignalGuard:
     """Turns SIGINT/SIGTERM into exceptions that never land in the middle of a write.
 
@@ -312,7 +302,7 @@ class _SignalGuard:
             return
         with self._lock:
             self._users += 1
-            if self._users > 1 or _rclpy_handles_signals():
+            if self._users > 1 or rclpy_handles_signals():
                 return
             defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
             for signum, default in defaults.items():
@@ -327,7 +317,7 @@ class _SignalGuard:
             if self._users:
                 return
             # If rclpy installed its handlers meanwhile they chain to ours: keep ours then.
-            if not _rclpy_handles_signals():
+            if not rclpy_handles_signals():
                 for signum, previous in self._saved.items():
                     if signal.getsignal(signum) == self._handler:
                         signal.signal(signum, previous)
@@ -815,31 +805,6 @@ def _ros_context(context: Context | None) -> Iterator[Context]:
             rclpy.shutdown(context=own)
 
 
-@contextlib.contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """In the main thread: SIGINT / SIGTERM set `stop` (a second SIGINT raises).
-
-    Where rclpy's handlers are installed they are kept: they shut the contexts down (the loops
-    check `Context.ok()`) and SIGINT raises KeyboardInterrupt, which the loops catch.
-    """
-    if threading.current_thread() is not threading.main_thread() or _rclpy_handles_signals():
-        yield
-        return
-
-    def handler(signum: int, _frame) -> None:
-        if signum == signal.SIGINT and stop.is_set():
-            raise KeyboardInterrupt
-        log.info("got %s, stopping", signal.Signals(signum).name)
-        stop.set()
-
-    saved = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, previous in saved.items():
-            signal.signal(sig, previous)
-
-
 # --------------------------------------------------------------------------------------------
 # Recording
 # --------------------------------------------------------------------------------------------
@@ -981,7 +946,7 @@ def record(
     path = Path(out) if out is not None else Path(_default_bag_name())
     summary = RecordSummary(path)
     started = time.monotonic()
-    with _stop_on_signals(stop), BagWriter(path, storage) as writer, _ros_context(context) as ctx:
+    with stop_on_signals(stop), BagWriter(path, storage) as writer, _ros_context(context) as ctx:
         node = Node(
             "wm_ros_bag_recorder",
             context=ctx,
@@ -1201,7 +1166,7 @@ def play(  # noqa: PLR0917 (the positional order is the documented interface)
         reader._connections(selected)  # raises UnknownTopicError up front
         classes = {t: import_message_type(connections[t].msgtype) for t in selected}
         first_ns = reader.start_ns + round(start_offset * 1e9)
-        with _stop_on_signals(stop), _ros_context(context) as ctx:
+        with stop_on_signals(stop), _ros_context(context) as ctx:
             node = Node(
                 "wm_ros_bag_player",
                 context=ctx,

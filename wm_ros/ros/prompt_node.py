@@ -52,7 +52,7 @@ class PromptNode(Node):
     def _skip(self, reason: str, message: str) -> None:
         self._skipped[reason] += 1
         self._last_error = message
-        self.get_logger().warn(message, throttle_duration_sec=5.0)
+        self.get_logger().warning(message, throttle_duration_sec=5.0)
 
     def _on_info(self, msg: CameraInfo) -> None:
         try:

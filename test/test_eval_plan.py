@@ -3,6 +3,7 @@ scripts read (DESIGN.md), and bad settings refused with a clear error."""
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -48,6 +49,9 @@ def test_every_planner_reports_the_same_keys(planner, tiny_model):
     if planner != "random":
         assert r["latency_ms"]["p50"] > 0
     assert all(e["steps"] <= 3 for e in r["per_episode"])
+    for e in r["per_episode"]:  # the closest approach is never further than start and end
+        assert e["min_distance"] <= min(e["start_distance"], e["final_distance"]) + 1e-9
+        assert 0.0 <= e["final_joint_error_rad"] < 2 * np.pi
 
 
 def test_cli_writes_json_and_rejects_bad_settings(tiny_model, tmp_path):

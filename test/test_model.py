@@ -55,6 +55,7 @@ ABLATIONS = {
     "no_mask": TINY.replace(use_mask=False),
     "no_base": TINY.replace(use_base=False),
     "no_memory": TINY.replace(memory=0),
+    "from_base": TINY.replace(adapter_from_base=True),
 }
 
 
@@ -92,6 +93,9 @@ def test_invalid_configs_are_rejected():
         ModelConfig(use_base=False, use_mask=False)
     with pytest.raises(ValueError, match="multiple of 4"):
         ModelConfig(image_size=30)
+    for ablation in ({"use_mask": False}, {"use_base": False}):
+        with pytest.raises(ValueError, match="adapter_from_base needs use_base and use_mask"):
+            TINY.replace(adapter_from_base=True, **ablation)
 
 
 def test_action_free_model_needs_no_conditioning_and_adapter_model_does():
@@ -140,6 +144,28 @@ def test_no_mask_ablation_starts_exactly_at_the_base():
     with torch.no_grad():
         parts = m.velocity_parts(**{k: v for k, v in inp.items() if k != "cond"}, cond=inp["cond"])
     torch.testing.assert_close(parts.final, parts.base, rtol=0, atol=0)
+
+
+def test_adapter_from_base_starts_exactly_at_the_base_with_the_mask_at_one_half():
+    cfg = TINY.replace(adapter_from_base=True)
+    m, inp = model(cfg), inputs(cfg)
+    rest = {k: v for k, v in inp.items() if k != "cond"}
+    with torch.no_grad():
+        parts = m.velocity_parts(**rest, cond=inp["cond"])
+    assert torch.all(parts.mask == 0.5)
+    torch.testing.assert_close(parts.adapter, parts.base, rtol=0, atol=0)
+    torch.testing.assert_close(parts.final, parts.base, rtol=0, atol=0)
+    # Trained, the adapter's correction and then the mask move away from there (the mask has
+    # no gradient until there is a correction to weigh: d final / d m = base - adapter).
+    opt = torch.optim.Adam(m.adapter.parameters(), lr=1e-2)
+    for _ in range(2):
+        opt.zero_grad()
+        m.velocity(**rest, cond=inp["cond"]).pow(2).mean().backward()
+        opt.step()
+    with torch.no_grad():
+        parts = m.velocity_parts(**rest, cond=inp["cond"])
+    assert (parts.adapter - parts.base).abs().max() > 1e-4
+    assert (parts.mask - 0.5).abs().max() > 1e-4
 
 
 # ---------------------------------------------------------------------------------- sampler
@@ -268,6 +294,9 @@ def test_config_without_the_residual_fields_loads_as_not_residual(tmp_path):
     (d / "config.json").write_text(json.dumps(cfg))
     loaded = load_model(d)
     assert loaded.cfg == TINY and not loaded.cfg.residual
+    cfg["model"].pop("adapter_from_base")  # nor before the adapter could start at the base
+    (d / "config.json").write_text(json.dumps(cfg))
+    assert not load_model(d).cfg.adapter_from_base
     with pytest.raises(ValueError, match="residual_scale"):
         TINY.replace(residual_scale=0.0)
 

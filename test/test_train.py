@@ -16,7 +16,7 @@ from wm_ros.eval.prior import evaluate_prior
 from wm_ros.model import CheckpointError, load_model
 from wm_ros.paths import config_path
 from wm_ros.planning import ActionPrior, gaussian_nll, load_prior
-from wm_ros.train import Trainer, model_config_from_yaml
+from wm_ros.train import Trainer, loss_panel, model_config_from_yaml
 
 TINY = ModelConfig(
     image_size=16, latent_channels=2, ae_width=8, horizon=3, context=2, memory=1,
@@ -125,6 +125,14 @@ def test_prior_stage_learns_the_actions_and_is_saved_beside_the_model(tmp_path, 
     assert resumed.prior is not None and resumed.state["done"]["prior"] == 80
 
 
+def test_loss_plot_keeps_a_negative_log_likelihood_on_a_linear_axis():
+    """A log axis drops losses <= 0: the prior's NLL panel showed one point before."""
+    rows = [{"step": 25, "loss": 4.9}, {"step": 50, "loss": -0.75, "val_loss": -0.8}]
+    prior = loss_panel("prior", rows)
+    assert not prior.log_y and [len(s.points) for s in prior.series] == [2, 1]
+    assert loss_panel("base", [{"step": 25, "loss": 0.3, "val_loss": 0.28}]).log_y
+
+
 def test_missing_or_mismatched_prior_is_named(tmp_path, episodes):
     trainer = Trainer(episodes, tmp_path / "m", TINY, FAST)
     trainer.run_stage("autoencoder", steps=2)
@@ -148,7 +156,9 @@ def test_shipped_config_lists_the_ablations():
     assert model_config_from_yaml(path, "no_base").use_base is False
     assert model_config_from_yaml(path, "joints").conditioning == "joints"
     assert model_config_from_yaml(path, "no_mask").use_mask is False
-    assert model_config_from_yaml(path, "no_mask").replace(use_mask=True) == full
+    assert full.use_mask and full.adapter_from_base
+    no_mask = model_config_from_yaml(path, "no_mask")
+    assert no_mask.replace(use_mask=True, adapter_from_base=True) == full
     with pytest.raises(ValueError, match="no ablation 'nope'"):
         model_config_from_yaml(path, "nope")
 

@@ -416,6 +416,12 @@ class ModelConfig(ConfigBase):
             ablation) or "none" (action-free: base only).
         use_mask: True = final = m * base + (1 - m) * adapter with a learned mask m; False =
             the plain sum base + adapter (ablation).
+        adapter_from_base: True = the adapter's own prediction is the base's prediction (one of
+            its inputs) plus its network's output, whose last layer is zero-initialised, so the
+            masked model starts exactly at the base and the mask weighs the adapter's
+            correction. False = the adapter predicts from scratch and starts as a random
+            network mixed in at m = 0.5 (models saved before the field existed). Needs use_base
+            and use_mask (the plain sum already starts at the base).
         prompt_channels: channels of one prompt image (1 grey or 3 RGB; PromptConfig.channels).
         prompt_features: features per future step the prompt encoder gives the adapter.
         num_joints: J, joints per action vector (the "joints" conditioning).
@@ -440,6 +446,7 @@ class ModelConfig(ConfigBase):
     use_base: bool = True
     conditioning: str = "prompt"
     use_mask: bool = True
+    adapter_from_base: bool = False
     prompt_channels: int = 3
     prompt_features: int = 4
     num_joints: int = 4
@@ -465,6 +472,10 @@ class ModelConfig(ConfigBase):
             raise ValueError("an action-free model (conditioning 'none') needs use_base")
         if not self.use_base and not self.use_mask:
             raise ValueError("use_mask=False (plain sum) needs a base model (use_base)")
+        if self.adapter_from_base and not (self.use_base and self.use_mask):
+            raise ValueError(
+                "adapter_from_base needs use_base and use_mask (set it false for those ablations)"
+            )
         if self.prompt_channels not in (1, 3):
             raise ValueError(f"prompt_channels must be 1 or 3, got {self.prompt_channels}")
         if self.prompt_features <= 0 or self.num_joints <= 0:

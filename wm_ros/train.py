@@ -473,25 +473,34 @@ class Trainer:
 
 
 def plot_losses(log_path: Path, png_path: Path, size: tuple[int, int] = (900, 300)) -> None:
-    """One panel per stage: training loss (line) and validation loss (dots) against step, log y."""
-    from wm_ros.eval.plots import Panel, Series, plot_panels
+    """One panel per stage: training loss (line) and validation loss (dots) against step."""
+    from wm_ros.eval.plots import plot_panels
 
     records = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
     panels = []
     for stage in STAGES:
         rows = [r for r in records if r["stage"] == stage]
-        if not rows:
-            continue
-        series = [
-            Series(label, [(r["step"], r[key]) for r in rows if key in r], kind, colour)
-            for key, label, kind, colour in (
-                ("loss", "train", "line", (31, 119, 180)),
-                ("val_loss", "validation", "dots", (214, 39, 40)),
-            )
-        ]
-        panels.append(Panel(stage, series, xlabel="step", ylabel="loss", log_y=True))
+        if rows:
+            panels.append(loss_panel(stage, rows))
     if panels:
         plot_panels(panels, png_path, size)
+
+
+def loss_panel(stage: str, rows: list[dict]):
+    """The `stage` panel of losses.png from its log rows: log y where every loss is positive;
+    linear where one is not (the prior's loss is a negative log-likelihood, which a log axis
+    would drop)."""
+    from wm_ros.eval.plots import Panel, Series
+
+    series = [
+        Series(label, [(r["step"], r[key]) for r in rows if key in r], kind, colour)
+        for key, label, kind, colour in (
+            ("loss", "train", "line", (31, 119, 180)),
+            ("val_loss", "validation", "dots", (214, 39, 40)),
+        )
+    ]
+    positive = all(y > 0 for s in series for _, y in s.points)
+    return Panel(stage, series, xlabel="step", ylabel="loss", log_y=positive)
 
 
 def train(

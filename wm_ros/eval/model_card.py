@@ -60,6 +60,21 @@ def _stage_times(log_path: Path) -> dict[str, dict]:
     return out
 
 
+def _adapter_words(cfg) -> str:
+    """How the adapter's prediction joins the base's (ModelConfig use_base, use_mask,
+    adapter_from_base)."""
+    if not cfg.use_base:
+        return "adapter alone, no base"
+    if not cfg.use_mask:
+        return "final = base + adapter (no mask)"
+    start = (
+        "the adapter predicts a correction on top of the base's prediction"
+        if cfg.adapter_from_base
+        else "the adapter predicts from scratch"
+    )
+    return f"final = m * base + (1 - m) * adapter with a learned mask m; {start}"
+
+
 def _met(ok: bool | None) -> str:
     return "n/a" if ok is None else ("met" if ok else "**not met**")
 
@@ -99,7 +114,8 @@ def render_card(
         f"{model.cfg.latent_channels}x{model.cfg.latent_size}x{model.cfg.latent_size}; "
         f"H = {mc} future frames per chunk from K = {model.cfg.context} context and "
         f"M = {model.cfg.memory} memory frames; conditioning: {model.cfg.conditioning} "
-        f"(skeleton prompts of the commanded joint targets); {model.cfg.shortcut_levels} shortcut "
+        f"(skeleton prompts of the commanded joint targets); {_adapter_words(model.cfg)}; "
+        f"{model.cfg.shortcut_levels} shortcut "
         "levels (1, 2, 4 or 8 sampler steps). Parameters: "
         + ", ".join(f"{k} {v / 1e6:.2f} M" for k, v in params.items())
         + ". Files: `config.json` (rebuilds the networks), `model.safetensors` (world model), "

@@ -140,6 +140,10 @@ class EpisodeResult:
     steps: int
     start_distance: float
     final_distance: float
+    # Where a failure went wrong: the closest the episode came to the goal, and how far the arm
+    # ended from the goal's joint pose (rad, largest joint).
+    min_distance: float = float("inf")
+    final_joint_error_rad: float = float("nan")
     replan_ms: list[float] = field(default_factory=list)
 
 
@@ -228,7 +232,7 @@ def run_episode(
     sim.reset(seed)
     task = sim.task
     start = task.distance(sim)
-    result = EpisodeResult(seed, False, 0, start, start)
+    result = EpisodeResult(seed, False, 0, start, start, start)
     session, policy = loop.session, None
     if loop.planner == "random":
         policy = RandomSmoothPolicy(seed)
@@ -270,12 +274,14 @@ def run_episode(
         result.steps = step + 1
         if trace is not None or policy is None:
             frame = sim.render()
+        result.min_distance = min(result.min_distance, task.distance(sim))
         if task.success(sim):
             result.success = True
             break
     if trace is not None:
         trace.frames.append(frame)
     result.final_distance = task.distance(sim)
+    result.final_joint_error_rad = float(np.max(np.abs(sim.joint_positions() - task.goal_joints)))
     return result
 
 
@@ -336,6 +342,8 @@ def evaluate_planner(
                 "steps": r.steps,
                 "start_distance": r.start_distance,
                 "final_distance": r.final_distance,
+                "min_distance": r.min_distance,
+                "final_joint_error_rad": r.final_joint_error_rad,
             }
             for r in results
         ],

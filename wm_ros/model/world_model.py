@@ -12,6 +12,10 @@ outputs its own velocity and a mask logit, and
 Ablations by ModelConfig: use_base=False (adapter alone), conditioning="joints", use_mask=False
 (final = base + adapter, adapter head zero-init so training starts from the base).
 
+With cfg.adapter_from_base the adapter's own prediction is base + its network's zero-initialised
+output, so final = base + (1 - m) * correction: training starts exactly at the base, the mask
+is still 0.5 there, and m decides where the correction applies.
+
 With cfg.residual the flow's data is each future latent's change from the last context latent
 (to_flow_data), and sampling adds that latent back (from_flow_data): a model that predicts no
 change reproduces the last frame. Training and every sampler go through these two functions.
@@ -120,7 +124,7 @@ class Adapter(nn.Module):
         self.mask_head = (
             zero_module(nn.Conv2d(cfg.widths[0], cfg.horizon * c, 1)) if cfg.use_mask else None
         )
-        if not cfg.use_mask:  # plain sum: start exactly at the base
+        if not cfg.use_mask or cfg.adapter_from_base:  # start exactly at the base
             zero_module(self.net.out)
 
     def encode_actions(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -146,6 +150,8 @@ class Adapter(nn.Module):
         )
         feats = self.net.features(inputs, self.time(t, d), injections)  # (N, w0, h, w)
         v = self.net.out(feats).view_as(x)
+        if self.cfg.adapter_from_base:
+            v = base_v + v
         logit = None if self.mask_head is None else self.mask_head(feats).view_as(x)
         return v, logit
 

@@ -77,13 +77,14 @@ def test_demo_with_a_missing_model_fails_with_one_line(tmp_path, capsys):
     assert "wm-ros demo:" in err and "nope" in err and "Traceback" not in err
 
 
-def test_push_plans_compare_pooled_scales_on_the_cpu_budget_like_eval_plan():
+def test_plans_compare_pooled_scales_on_the_cpu_budget_like_eval_plan():
     from wm_ros.demo import demo_config
     from wm_ros.eval.plan import task_planner_config
 
     push, reach = demo_config("push"), demo_config("reach")
     assert push.planner.cost.pyramid == 3  # config/planner_push.yaml: a near miss costs less
-    assert reach.planner.cost.pyramid == 1  # no planner_reach.yaml: the general settings
+    assert reach.planner.cost.pyramid == 3  # config/planner_reach.yaml: a wider basin
+    assert task_planner_config("reach").planner.cost == reach.planner.cost
     assert push.planner.cem == reach.planner.cem  # the same CPU budget
     assert push.planner.cem.num_samples < task_planner_config("push").planner.cem.num_samples
     assert task_planner_config("push").planner.cost == push.planner.cost

@@ -104,11 +104,13 @@ def test_knots_interpolate_linearly_from_the_current_pose():
     seed=st.integers(0, 2**31 - 1),
     scale=st.floats(0.01, 10.0),
     knots=st.sampled_from([1, 2, 3, 4, 8]),
-    start=st.lists(st.floats(-1.0, 1.0), min_size=4, max_size=4),
+    start=st.lists(st.floats(-1.05, 1.05), min_size=4, max_size=4),
 )
 def test_no_projected_plan_ever_violates_a_limit(seed, scale, knots, start):
     a = actions(knots=knots)
-    q0 = torch.as_tensor(np.asarray(start) * UPPER, dtype=torch.float32)  # anywhere within limits
+    # Anywhere within the limits, or a little past one: physics can push a joint beyond its
+    # limit (a closed-loop reach episode raised "best plan violates: position limit" there).
+    q0 = torch.as_tensor(np.asarray(start) * UPPER, dtype=torch.float32)
     raw = torch.randn(64, *a.shape, generator=torch.Generator().manual_seed(seed)) * scale
     targets = a.to_targets(a.project(raw, q0), q0)
     for t in targets:

@@ -54,6 +54,29 @@ def test_every_planner_reports_the_same_keys(planner, tiny_model):
         assert 0.0 <= e["final_joint_error_rad"] < 2 * np.pi
 
 
+def test_a_failed_replan_is_counted_and_the_episode_goes_on(tiny_model, monkeypatch):
+    """A PlanError (a best plan outside the limits) skips that replan, as the node does; it
+    never ends the evaluation and loses the episodes already run."""
+    from wm_ros.planning.planner import PlanError, Planner
+
+    real, calls = Planner.plan, []
+
+    def flaky(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise PlanError("best plan violates: position limit")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Planner, "plan", flaky)
+    r = evaluate_planner(
+        "learned", "reach", 2, 7, model_dir=tiny_model, cfg=CFG, replan_every=2,
+        episode_steps=3, progress=False,
+    )  # fmt: skip
+    assert [e["plan_errors"] for e in r["per_episode"]] == [1, 0]
+    assert [e["steps"] for e in r["per_episode"]] == [3, 3]
+    assert len(calls) > 2  # it went on planning
+
+
 def test_cli_writes_json_and_rejects_bad_settings(tiny_model, tmp_path):
     out = tmp_path / "plan.json"
     cmd = ["eval", "plan", "--planner", "random", "--episodes", "1", "--steps", "2"]

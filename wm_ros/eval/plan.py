@@ -45,6 +45,7 @@ from wm_ros.config import (
 )
 from wm_ros.eval.timing import latency_percentiles, machine_info
 from wm_ros.paths import config_path
+from wm_ros.planning.planner import PlanError
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +145,7 @@ class EpisodeResult:
     # ended from the goal's joint pose (rad, largest joint).
     min_distance: float = float("inf")
     final_joint_error_rad: float = float("nan")
+    plan_errors: int = 0  # replans that raised PlanError (the arm held its pose instead)
     replan_ms: list[float] = field(default_factory=list)
 
 
@@ -261,13 +263,20 @@ def run_episode(
                 t0 = time.perf_counter()
                 if loop.oracle is not None:
                     loop.oracle.set_state(sim.get_state())
-                out, _ = session.replan(now, rollout=loop.oracle, imagine=trace is not None)
-                ms = (time.perf_counter() - t0) * 1e3
-                result.replan_ms.append(ms)
-                if trace is not None:
-                    record = ReplanRecord(step, out.cost, ms, session.imagined_frames(out))
-                    trace.replans.append(record)
-                plan, k = out.targets, 0
+                try:
+                    out, _ = session.replan(now, rollout=loop.oracle, imagine=trace is not None)
+                except PlanError as err:
+                    # What the node does too: no plan this cycle, reported; the arm holds.
+                    result.plan_errors += 1
+                    log.warning("seed %d, step %d: %s; holding the pose", seed, step, err)
+                    plan, k = sim.joint_positions()[None], 0
+                else:
+                    ms = (time.perf_counter() - t0) * 1e3
+                    result.replan_ms.append(ms)
+                    if trace is not None:
+                        record = ReplanRecord(step, out.cost, ms, session.imagined_frames(out))
+                        trace.replans.append(record)
+                    plan, k = out.targets, 0
             target = plan[k]
             k += 1
         sim.step(target)
@@ -344,6 +353,7 @@ def evaluate_planner(
                 "final_distance": r.final_distance,
                 "min_distance": r.min_distance,
                 "final_joint_error_rad": r.final_joint_error_rad,
+                "plan_errors": r.plan_errors,
             }
             for r in results
         ],

@@ -91,7 +91,12 @@ class JointDeltaActions:
         return (self.knots, len(self.selected))
 
     def _q0(self, q0: torch.Tensor) -> torch.Tensor:
-        return torch.as_tensor(q0, dtype=torch.float32, device=self.lower.device)
+        """The pose plans start from: q0, clamped into the position limits. Physics can push a
+        joint a little past its limit (contact, soft limits); interpolating from there would
+        put the first targets outside the limits, so the plan starts from the nearest pose
+        within them."""
+        q0 = torch.as_tensor(q0, dtype=torch.float32, device=self.lower.device)
+        return torch.minimum(torch.maximum(q0, self.lower), self.upper)
 
     def project(self, params: torch.Tensor, q0: torch.Tensor) -> torch.Tensor:
         """(N, P, D) raw offsets -> feasible offsets: within position limits, and each knot
@@ -302,18 +307,18 @@ class ToolDeltaActions(JointDeltaActions):
     def project(self, params: torch.Tensor, q0: torch.Tensor) -> torch.Tensor:
         """(N, P, D) raw tool offsets -> the offsets the arm reaches at the knot steps within
         its limits; the joint targets are kept for the `to_targets` call that follows."""
-        q0 = self._q0(q0)
+        given, q0 = q0, self._q0(q0)
         targets = self._solve(self.path(params, q0), q0)
         reached = self.offsets_of(targets[:, self.knot_steps - 1], q0)
-        self._projected = (reached, q0, targets)
+        self._projected = (reached, given, targets)
         return reached
 
     def to_targets(self, params: torch.Tensor, q0: torch.Tensor) -> torch.Tensor:
         """(N, P, D) offsets -> (N, H, J) joint targets of steps 1..H (those found by the last
         `project` when it returned these very offsets from the same pose)."""
-        q0 = self._q0(q0)
         if self._projected is not None:
             reached, q_then, targets = self._projected
             if params is reached and q_then is q0:  # identity: no device sync in the loop
                 return targets
+        q0 = self._q0(q0)
         return self._solve(self.path(params, q0), q0)

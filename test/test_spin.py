@@ -9,8 +9,8 @@ import textwrap
 
 import pytest
 
-# A node whose timer does what rclpy's Ctrl-C handler can make happen: the context is shut
-# down, then a callback that was already ready publishes on it.
+# A node whose timer does what a shutdown from elsewhere (rclpy.shutdown() in a callback, a
+# launch system) can make happen: the context is shut down, then a callback publishes on it.
 LATE_CALLBACK = textwrap.dedent(
     """
     import sys, rclpy

@@ -234,7 +234,7 @@ def run_episode(
     sim.reset(seed)
     task = sim.task
     start = task.distance(sim)
-    result = EpisodeResult(seed, False, 0, start, start, start)
+    result = EpisodeResult(seed, False, 0, start, start, min_distance=start)
     session, policy = loop.session, None
     if loop.planner == "random":
         policy = RandomSmoothPolicy(seed)

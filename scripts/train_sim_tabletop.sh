@@ -50,6 +50,13 @@ for name in full_short no_mask joints no_base; do
   $WM eval predict --model "$WORK/ablation_$name" --data "$WORK/heldout" \
     --json "$WORK/eval/ablation_$name.json"
 done
+# The same with deterministic predictions (the sampler started at the noise's mean).
+$WM eval predict --model "$WORK/full" --data "$WORK/heldout" --noise-scale 0 \
+  --json "$WORK/eval/full_noise0.json"
+for name in full_short no_mask joints no_base; do
+  $WM eval predict --model "$WORK/ablation_$name" --data "$WORK/heldout" --noise-scale 0 \
+    --json "$WORK/eval/ablation_${name}_noise0.json"
+done
 .venv/bin/python benchmarks/rollout_speed.py --model "$WORK/full" --json "$WORK/eval/rollout_speed.json"
 
 # Ship: weights, config, loss curves, figures, the card and the JSONs it was written from.

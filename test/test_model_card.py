@@ -37,6 +37,14 @@ def test_card_reports_the_recorded_figures_and_the_targets(tmp_path):
     (data / "collect.json").write_text(json.dumps({"sim": {**sim, "task": {"kind": "push"}}}))
     card = render_card(tmp_path / "m", tmp_path / "m", evals, None, data_dir=data)
     assert "Simulator: puck radius 0.070 m, 64x64 px, control dt 0.1 s, push task" in card
+    assert "Deterministic prediction" not in card and "noise scale 1.0" in card
+    # Deterministic predictions recorded beside the sampled ones: a section of their own.
+    det = evaluate_prediction(trainer.model.eval(), episodes, progress=False, noise_scale=0.0)
+    assert det["noise_scale"] == 0.0
+    (evals / "full_noise0.json").write_text(json.dumps(det))
+    card = render_card(tmp_path / "m", tmp_path / "m", evals, None)
+    assert "## Deterministic prediction" in card
+    assert f"{det['metrics']['summary']['arm_iou_mean_1_to_H']:.3f}" in card
 
 
 def test_stage_times_add_up_resumed_runs(tmp_path):

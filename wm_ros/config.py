@@ -633,6 +633,10 @@ class PlannerConfig(ConfigBase):
             targets by inverse kinematics (wm_ros.planning.actions.ToolDeltaActions); empty:
             knots of joint offsets. With tool axes, cem.init_std and min_std are metres.
         sampler_steps: flow sampler steps per world-model rollout (1, 2, 4 or 8 trained).
+        sampler_noise_scale: factor on the rollout's starting noise (wm_ros.model.flow.sample):
+            1 imagines a sample of the futures the model thinks possible, 0 a deterministic
+            prediction near their centre, which CEM cannot exploit by picking candidates whose
+            noise happened to land near the goal.
         use_prior: seed a fresh search from the learned action prior when the model has one
             (off by default: the shipped prior learnt exploration, and seeding reach episodes
             from it led the oracle planner away from the goal; see the README).
@@ -649,6 +653,7 @@ class PlannerConfig(ConfigBase):
     joints: tuple[str, ...] = ()
     tool_axes: tuple[str, ...] = ()
     sampler_steps: int = 2
+    sampler_noise_scale: float = 1.0
     use_prior: bool = False
     prior_std_scale: float = 1.0
     seed: int = 0
@@ -665,6 +670,8 @@ class PlannerConfig(ConfigBase):
             raise ValueError(f"knots must be within 0..horizon ({self.horizon}), got {self.knots}")
         if self.prior_std_scale <= 0:
             raise ValueError("prior_std_scale must be positive")
+        if self.sampler_noise_scale < 0:
+            raise ValueError(f"sampler_noise_scale must be >= 0, got {self.sampler_noise_scale}")
         axes = tuple(self.tool_axes)
         if any(a not in ("x", "y", "z") for a in axes) or len(set(axes)) != len(axes):
             raise ValueError(f"tool_axes must be distinct among x, y, z, got {list(axes)}")

@@ -26,6 +26,9 @@ ABLATIONS = {
     "joints": "raw joint-vector conditioning",
     "no_base": "adapter without base",
 }
+# Evaluations of deterministic predictions (`wm-ros eval predict --noise-scale 0`) sit beside the
+# sampled ones with this suffix: full_noise0.json, ablation_NAME_noise0.json.
+DETERMINISTIC = "_noise0"
 
 
 def _f(v: float | None, fmt: str = ".2f") -> str:
@@ -147,7 +150,8 @@ def render_card(
         f"| total | | {total:.1f} min | | | |",
         "",
         f"## Held-out prediction ({full['episodes']} episodes, seeds from {full['seed']}, "
-        f"{full['windows']} windows, {full['steps']} sampler steps, `wm-ros eval predict`)",
+        f"{full['windows']} windows, {full['steps']} sampler steps, noise scale "
+        f"{full.get('noise_scale', 1.0)}, `wm-ros eval predict`)",
         "",
         "| figure | model | copy last frame | base only | autoencoder ceiling | target | |",
         "|---|---|---|---|---|---|---|",
@@ -189,6 +193,7 @@ def render_card(
             f"{_f(cb['puck_err_px'][i])} |"
         )
     lines += _ablation_lines(eval_dir, mc)
+    lines += _deterministic_lines(eval_dir, full, mc)
     lines += _prior_lines(full.get("prior"))
     lines += _speed_lines(eval_dir / "rollout_speed.json")
     return "\n".join(lines) + "\n"
@@ -209,10 +214,43 @@ def _sim_line(data_dir: Path | None) -> str:
     )
 
 
-def _ablation_lines(eval_dir: Path, h: int) -> list[str]:
+def _deterministic_lines(eval_dir: Path, sampled: dict, h: int) -> list[str]:
+    """The model's and the ablations' figures with the sampler started at the noise's mean,
+    beside the sampled ones, when the eval directory has them."""
+    path = eval_dir / f"full{DETERMINISTIC}.json"
+    if not path.is_file():
+        return []
+    det = json.loads(path.read_text())
+    rows = []
+    for label, data in (("sampled (scale 1)", sampled), ("deterministic (scale 0)", det)):
+        s = data["metrics"]["summary"]
+        copy = data["baselines"]["copy_last"]["summary"]
+        base = (data["baselines"].get("base_only") or {}).get("summary", {})
+        rows.append(
+            f"| {label} | {_f(s['psnr_at_H'] - copy['psnr_at_H'])} | "
+            f"{_f(s['arm_iou_mean_1_to_H'], '.3f')} | {_f(s['puck_err_px_at_H'])} | "
+            f"{_f(s['psnr_at_end'])} | {_f(base.get('arm_iou_mean_1_to_H'), '.3f')} | "
+            f"{_f(base.get('puck_err_px_at_H'))} |"
+        )
+    return [
+        "",
+        "## Deterministic prediction (`--noise-scale 0`: the sampler starts at the noise's mean)",
+        "",
+        "The same windows and sampler steps. The planner samples by default "
+        "(`planner.sampler_noise_scale: 1`; README: what each does to closed-loop pushes).",
+        "",
+        f"| prediction | PSNR at step {h} - copy-last, dB | arm IoU 1..{h} | puck err at step "
+        f"{h}, px | PSNR at step {2 * h}, dB | base only: arm IoU | base only: puck err, px |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+        *_ablation_lines(eval_dir, h, DETERMINISTIC),
+    ]
+
+
+def _ablation_lines(eval_dir: Path, h: int, suffix: str = "") -> list[str]:
     rows, ref = [], None
     for name, label in ABLATIONS.items():
-        path = eval_dir / f"ablation_{name}.json"
+        path = eval_dir / f"ablation_{name}{suffix}.json"
         if not path.is_file():
             continue
         data = json.loads(path.read_text())
@@ -230,10 +268,11 @@ def _ablation_lines(eval_dir: Path, h: int) -> list[str]:
         )
     if not rows:
         return []
+    how = "deterministic predictions, noise scale 0" if suffix else "sampled predictions"
     return [
         "",
         "## Ablations (the shipped model's autoencoder and base; each adapter trained the same "
-        "number of steps from scratch; same held-out windows)",
+        f"number of steps from scratch; same held-out windows; {how})",
         "",
         f"| variant | adapter steps | PSNR at step {h}, dB | arm IoU 1..{h} | "
         f"puck err at step {h}, px | puck not found | full model better (IoU / puck) |",

@@ -221,6 +221,7 @@ def evaluate_prediction(
     episodes: Sequence[Episode],
     *,
     steps: int = 2,
+    noise_scale: float = 1.0,
     seed: int = 0,
     windows_per_episode: int = 4,
     horizon_multiple: int = 2,
@@ -242,6 +243,7 @@ def evaluate_prediction(
         model: the world model (evaluated where its parameters are, in no-grad mode).
         episodes: held-out episodes at the model's image size; labels give the mask metrics.
         steps: flow sampler steps per chunk.
+        noise_scale: factor on the sampler's noise (flow.sample; 0: deterministic predictions).
         seed: seeds the window choice and the sampling noise (model and base_only share it).
         windows_per_episode: windows drawn per episode (fewer when the episode is short).
         horizon_multiple: predicted steps L = horizon_multiple * H (model chunks of H).
@@ -340,7 +342,15 @@ def evaluate_prediction(
             )  # (B, L, C, S, S) prompts or (B, L, J) joints
         preds = {
             "model": model.decode(
-                model.rollout(z_ctx, z_mem, cond, length=length, steps=steps, generator=gen_model)
+                model.rollout(
+                    z_ctx,
+                    z_mem,
+                    cond,
+                    length=length,
+                    steps=steps,
+                    generator=gen_model,
+                    noise_scale=noise_scale,
+                )
             ),
             "copy_last": x[:, m + k - 1 : m + k].expand_as(truth),
             "classifier": truth,  # scored on its masks only
@@ -350,7 +360,7 @@ def evaluate_prediction(
         if has_base_only:
             z_base = model.rollout(
                 z_ctx, z_mem, None, length=length, steps=steps, generator=gen_base,
-                use_adapter=False,
+                use_adapter=False, noise_scale=noise_scale,
             )  # fmt: skip
             preds["base_only"] = model.decode(z_base)
         true_masks = None
@@ -417,6 +427,7 @@ def evaluate_prediction(
         "windows": len(windows),
         "windows_per_episode": windows_per_episode,
         "steps": steps,
+        "noise_scale": noise_scale,
         "seed": seed,
         "device": str(device),
         "wall_s": wall,
@@ -518,6 +529,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             model,
             episodes,
             steps=args.steps,
+            noise_scale=args.noise_scale,
             seed=args.seed,
             windows_per_episode=args.windows_per_episode,
             name=str(args.model),
@@ -546,6 +558,17 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
+    """--steps and --noise-scale of the commands that roll the model out."""
+    parser.add_argument("--steps", type=int, default=2, help="flow sampler steps per chunk")
+    parser.add_argument(
+        "--noise-scale",
+        type=float,
+        default=1.0,
+        help="factor on the sampler's noise: 1 samples, 0 predicts deterministically",
+    )
+
+
 def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `wm-ros eval predict` (the handler is set as `func`)."""
     parser.add_argument("--model", required=True, help="model directory (config.json + weights)")
@@ -563,7 +586,7 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--episodes", type=int, help="episodes to evaluate (default: all bags, or 8 sim episodes)"
     )
-    parser.add_argument("--steps", type=int, default=2, help="flow sampler steps per chunk")
+    add_sampler_arguments(parser)
     parser.add_argument("--windows-per-episode", type=int, default=4)
     parser.add_argument("--png-windows", type=int, default=4, help="windows in the PNG grid")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")

@@ -325,6 +325,7 @@ def evaluate_replay(
     streams: RecordedStreams,
     *,
     steps: int = 2,
+    noise_scale: float = 1.0,
     seed: int = 0,
     stride: int | None = None,
     windows_per_episode: int | None = None,
@@ -342,6 +343,7 @@ def evaluate_replay(
         model: the world model.
         streams: what `read_streams` read.
         steps: flow sampler steps per chunk.
+        noise_scale: factor on the sampler's noise (flow.sample; 0: deterministic predictions).
         seed: seeds the window choice and the sampling noise.
         stride: windows every `stride` frames (default: 2H, the predicted length, so every
             frame is predicted once); ignored when `windows_per_episode` is given (then:
@@ -379,6 +381,7 @@ def evaluate_replay(
             model,
             usable,
             steps=steps,
+            noise_scale=noise_scale,
             seed=seed,
             windows_per_episode=windows_per_episode or 1,
             stride=None if random_windows else (stride or 2 * model.cfg.horizon),
@@ -452,6 +455,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
                 model,
                 streams,
                 steps=args.steps,
+                noise_scale=args.noise_scale,
                 seed=args.seed,
                 stride=args.stride,
                 windows_per_episode=args.windows_per_episode,
@@ -515,7 +519,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `wm-ros eval replay` (the handler is set as `func`)."""
-    from wm_ros.eval.predict import BASELINES, DEFAULT_HELDOUT_SEED
+    from wm_ros.eval.predict import BASELINES, DEFAULT_HELDOUT_SEED, add_sampler_arguments
 
     parser.add_argument("bag", type=Path, help="rosbag2 bag (directory, .mcap or .db3)")
     parser.add_argument("--model", help="model directory: score its predictions on the bag")
@@ -547,7 +551,7 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_HELDOUT_SEED,
         help="seeds the windows and the sampling noise",
     )
-    parser.add_argument("--steps", type=int, default=2, help="flow sampler steps per chunk")
+    add_sampler_arguments(parser)
     parser.add_argument("--stride", type=int, help="a window every S frames (default: 2H)")
     parser.add_argument(
         "--baselines",

@@ -292,10 +292,11 @@ class WorldModel(nn.Module):
         generator: torch.Generator | None = None,
         use_adapter: bool = True,
         shared_noise: bool = False,
+        noise_scale: float = 1.0,
     ) -> torch.Tensor:
         """H future latents (N, H, c, h, w) by `steps` Euler steps from seeded noise (one draw
-        for all N with shared_noise: see flow.sample); with cfg.residual the flow gives the
-        change from the last context latent (from_flow_data)."""
+        for all N with shared_noise, scaled by noise_scale: see flow.sample); with cfg.residual
+        the flow gives the change from the last context latent (from_flow_data)."""
         n = context.shape[0]
         shape = (n, self.cfg.horizon, *self.latent_shape())
         inj = None
@@ -318,6 +319,7 @@ class WorldModel(nn.Module):
             device=context.device,
             dtype=context.dtype,
             shared_noise=shared_noise,
+            noise_scale=noise_scale,
         )
         return from_flow_data(self.cfg, x, context)
 
@@ -332,6 +334,7 @@ class WorldModel(nn.Module):
         generator: torch.Generator | None = None,
         use_adapter: bool = True,
         shared_noise: bool = False,
+        noise_scale: float = 1.0,
     ) -> torch.Tensor:
         """Chunked autoregression: `length` future latents (N, L, c, h, w), H at a time, each
         chunk conditioned on the model's own latest K predictions (with cfg.residual, each chunk
@@ -361,6 +364,7 @@ class WorldModel(nn.Module):
                 generator=generator,
                 use_adapter=use_adapter,
                 shared_noise=shared_noise,
+                noise_scale=noise_scale,
             )  # (N, H, c, h, w)
             chunks.append(z)
             history = torch.cat([memory, context, z], dim=1)

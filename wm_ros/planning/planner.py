@@ -91,6 +91,7 @@ class WorldModelRollout:
         joint_names: the column order of the targets the planner passes.
         sampler_steps: flow steps per rollout.
         seed: seeds the sampling noise (the same noise for every candidate: a fair comparison).
+        noise_scale: factor on that noise (flow.sample; 0: a deterministic prediction).
     """
 
     def __init__(
@@ -101,8 +102,10 @@ class WorldModelRollout:
         *,
         sampler_steps: int = 2,
         seed: int = 0,
+        noise_scale: float = 1.0,
     ) -> None:
         self.model, self.renderer = model, renderer
+        self.noise_scale = noise_scale
         self.device = next(model.parameters()).device
         self.sampler_steps = sampler_steps
         self.seed = seed
@@ -152,6 +155,7 @@ class WorldModelRollout:
             steps=self.sampler_steps,
             generator=gen,
             shared_noise=True,
+            noise_scale=self.noise_scale,
         )
 
 

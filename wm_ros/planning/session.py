@@ -197,6 +197,7 @@ class PlanningSession:
             self.joint_names,
             sampler_steps=self.cfg.planner.sampler_steps,
             seed=self.cfg.planner.seed,
+            noise_scale=self.cfg.planner.sampler_noise_scale,
         )
         masker = None
         mask_px = self.cfg.planner.cost.robot_mask_px

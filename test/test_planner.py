@@ -1,6 +1,7 @@
 """The planning core end to end: CEM + joint-delta knots + costs through a rollout model."""
 
 import numpy as np
+import pytest
 import torch
 
 from wm_ros.config import CEMConfig, CostConfig, ModelConfig, PlannerConfig, PriorConfig
@@ -87,6 +88,49 @@ def test_world_model_rollout_scores_candidates_in_one_batch():
     result = p.plan(np.zeros(4), rollout, rollout.encode_goal(frames[-1]))
     assert result.latents.shape == (4, 2, 4, 4) and np.isfinite(result.cost)
     assert set(result.timing_ms) >= {"rollout", "total"}
+
+
+def test_score_gives_the_costs_the_search_saw():
+    torch.manual_seed(0)
+    cfg = ModelConfig(image_size=16, latent_channels=2, ae_width=8, horizon=4, context=2,
+                      memory=1, widths=(8, 16), emb_dim=16, prompt_features=2)  # fmt: skip
+    model = WorldModel(cfg).eval()
+    rollout = WorldModelRollout(model, model_prompt_renderer(cfg), NAMES, sampler_steps=1)
+    frames = np.random.default_rng(0).integers(0, 255, (3, 16, 16, 3), dtype=np.uint8)
+    rollout.set_context(frames)
+    actions = JointDeltaActions(NAMES, LOWER, UPPER, VEL, horizon=4, dt=0.1, knots=2)
+    p = Planner(
+        PlannerConfig(horizon=4, knots=2, cem=CEMConfig(num_samples=8, num_elites=2, iterations=2)),
+        actions,
+    )
+    q0, goal = np.full(4, 0.1), rollout.encode_goal(frames[0])
+    result = p.plan(q0, rollout, goal)
+    best = actions.offsets_of(torch.as_tensor(result.targets, dtype=torch.float32)[[1, 3]], q0)
+    far = best + 50.0  # far outside the velocity limits: projected, and charged for it
+    costs = p.score(torch.stack([best, far]), q0, rollout, goal)
+    assert float(costs[0]) == pytest.approx(result.cost, rel=1e-5)
+    assert float(costs[1]) > float(costs[0]) + p.cfg.cost.limit * 100
+
+
+def test_a_zero_noise_scale_imagines_the_same_future_whatever_the_seed():
+    torch.manual_seed(0)
+    cfg = ModelConfig(image_size=16, latent_channels=2, ae_width=8, horizon=4, context=2,
+                      memory=1, widths=(8, 16), emb_dim=16, prompt_features=2)  # fmt: skip
+    model = WorldModel(cfg).eval()
+    frames = np.random.default_rng(0).integers(0, 255, (3, 16, 16, 3), dtype=np.uint8)
+    targets = torch.rand(3, 4, 4, generator=torch.Generator().manual_seed(1))
+
+    def imagine(seed, scale):
+        rollout = WorldModelRollout(
+            model, model_prompt_renderer(cfg), NAMES, seed=seed, noise_scale=scale
+        )
+        rollout.set_context(frames)
+        return rollout(targets)
+
+    torch.testing.assert_close(imagine(0, 0.0), imagine(1, 0.0), rtol=0, atol=0)
+    assert not torch.allclose(imagine(0, 1.0), imagine(1, 1.0))
+    with pytest.raises(ValueError, match="sampler_noise_scale"):
+        PlannerConfig(sampler_noise_scale=-1.0)
 
 
 def test_the_robot_mask_reads_the_prompts_the_model_was_given():

@@ -232,6 +232,72 @@ class Planner:
             torch.full(shape, cfg.cem.init_std, device=self.device),
         )
 
+    def _cost(
+        self,
+        q: torch.Tensor,
+        *,
+        rollout: Rollout,
+        goal_latent: torch.Tensor | None,
+        goal_joints: torch.Tensor | None,
+        masker: Callable[[torch.Tensor], torch.Tensor] | None,
+        timing: dict[str, float],
+    ):
+        """The CEM cost of one replan from q: (params (N, P, D), clipped_by (N,)) -> (N,);
+        the rollout's time adds up in timing["rollout"] (ms)."""
+        a, cfg = self.actions, self.cfg
+        goal_masked = None
+        if goal_joints is not None:
+            goal_joints = goal_joints.to(q)  # once, not per CEM iteration
+            if masker is not None:
+                goal_masked = masker(goal_joints[None, None])[0, 0]  # (h, w)
+
+        def cost(params: torch.Tensor, clipped_by: torch.Tensor) -> torch.Tensor:
+            t = time.perf_counter()
+            targets = a.to_targets(params, q)  # (N, H, J)
+            latents = rollout(targets)
+            timing["rollout"] = timing.get("rollout", 0.0) + (time.perf_counter() - t) * 1e3
+            masked = None
+            if masker is not None:
+                masked = masker(targets)  # (N, H, h, w)
+                if goal_masked is not None:
+                    masked = masked | goal_masked
+            return plan_cost(
+                cfg.cost,
+                latents=latents,
+                goal_latent=goal_latent,
+                targets=targets,
+                q0=q,
+                clipped_by=clipped_by,
+                goal_joints=goal_joints,
+                masked=masked,
+            )
+
+        return cost
+
+    @torch.no_grad()
+    def score(
+        self,
+        params: torch.Tensor,
+        q0: np.ndarray | torch.Tensor,
+        rollout: Rollout,
+        goal_latent: torch.Tensor | None,
+        *,
+        goal_joints: torch.Tensor | None = None,
+        masker: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """The costs (N,) plan() would give candidates params (N, P, D) from q0 (projected
+        into the limits first, as CEM's samples are): to compare scorers on the same
+        candidates (benchmarks/plan_rank_probe.py)."""
+        q = torch.as_tensor(q0, dtype=torch.float32, device=self.device)
+        params = params.to(q)
+        feasible = self.actions.project(params, q)
+        clipped_by = (params - feasible).pow(2).flatten(1).sum(dim=1)
+        cost = self._cost(
+            q, rollout=rollout, goal_latent=goal_latent, goal_joints=goal_joints, masker=masker,
+            timing={},
+        )  # fmt: skip
+        return cost(feasible, clipped_by)
+
     @torch.no_grad()
     def plan(
         self,
@@ -261,33 +327,10 @@ class Planner:
         q = torch.as_tensor(q0, dtype=torch.float32, device=self.device)
         mean, std = self.initial_distribution(q, context, elapsed_steps)
         timing = {"init": (time.perf_counter() - t0) * 1e3, "rollout": 0.0}
-        goal_masked = None
-        if goal_joints is not None:
-            goal_joints = goal_joints.to(q)  # once, not per CEM iteration
-            if masker is not None:
-                goal_masked = masker(goal_joints[None, None])[0, 0]  # (h, w)
-
-        def cost(params: torch.Tensor, clipped_by: torch.Tensor) -> torch.Tensor:
-            t = time.perf_counter()
-            targets = a.to_targets(params, q)  # (N, H, J)
-            latents = rollout(targets)
-            timing["rollout"] += (time.perf_counter() - t) * 1e3
-            masked = None
-            if masker is not None:
-                masked = masker(targets)  # (N, H, h, w)
-                if goal_masked is not None:
-                    masked = masked | goal_masked
-            return plan_cost(
-                cfg.cost,
-                latents=latents,
-                goal_latent=goal_latent,
-                targets=targets,
-                q0=q,
-                clipped_by=clipped_by,
-                goal_joints=goal_joints,
-                masked=masked,
-            )
-
+        cost = self._cost(
+            q, rollout=rollout, goal_latent=goal_latent, goal_joints=goal_joints, masker=masker,
+            timing=timing,
+        )  # fmt: skip
         result = cem(
             cost,
             mean,

@@ -351,6 +351,26 @@ class PlanningSession:
             self._last_plan_stamp = stamp
         return result, stamp
 
+    def score(self, now: float, params: torch.Tensor, rollout=None) -> torch.Tensor:
+        """The costs (N,) a replan at `now` would give candidate parameters (N, P, D), from
+        the same inputs and checks as replan(); `rollout` as in replan(). For comparing
+        scorers on the same candidates (benchmarks/plan_rank_probe.py)."""
+        with self._lock:
+            q, _ = self.check(now)
+            model_rollout, goal = self.rollout, self._goal
+            masker, goal_q = self.masker, self.goal_joints()
+            frames = self.history.frames()
+        assert model_rollout is not None and goal is not None  # check() made sure
+        model_rollout.set_context(frames)
+        return self.planner.score(
+            params,
+            q,
+            model_rollout if rollout is None else rollout,
+            goal,
+            goal_joints=None if goal_q is None else torch.as_tensor(goal_q, dtype=torch.float32),
+            masker=masker,
+        )
+
     @torch.no_grad()
     def imagined_frames(self, result: PlanResult) -> np.ndarray | None:
         """(H, S, S, 3) uint8: the best plan's imagined latents decoded (None when the replan

@@ -1,0 +1,266 @@
+"""Does the world model rank candidate plans as the simulator would? A planning-relevant probe.
+
+Open-loop figures (PSNR, arm IoU, puck error) say how close imagined frames are to the truth;
+CEM only needs the candidates in the right order. This probe follows the task's scripted
+controller (the privileged solution) through episodes and, at a few of its steps, draws candidate
+plans the way a planner meets them: around the controller's own next H targets (spreads of 0.05,
+0.1 and 0.2 rad per knot) and fresh ones around holding the pose (CEM's first iteration,
+init_std). Every candidate is scored twice through the planner's own cost
+(`PlanningSession.score`): with the world model, and with the oracle (the simulator executes and
+renders each candidate). Reported per probed state, then averaged:
+
+- spearman: rank correlation of the two costs over the candidates (1: the same order);
+- spearman_top: the same over the oracle's best quarter only (the near-good candidates CEM has
+  to tell apart; the whole set is ordered mostly by the arm's gross pose);
+- regret: the oracle cost of the model's best candidate above the oracle's best, over the
+  oracle's spread (median - best): 0 when the model picks the oracle's best, 1 a median pick;
+- top10: whether the model's best candidate is in the oracle's best 10%;
+- scripted_rank: where the controller's own plan lands in the model's order (0 = best, 1 = worst);
+  the oracle's figure beside it.
+
+And against the task itself: `task_regret` is the same regret measured on the task's own distance
+after executing each candidate (push: the puck's distance to its goal, reach: the tool's), for
+the model's pick and for the oracle's (how well the cost itself serves the task at this horizon).
+
+The same figures are given for a reference scorer, `arm_only`: the simulator with the puck held
+where it is (the arm exact, the puck never moving). A model that does no better than it ranks
+candidates by the arm alone, whatever it imagines for the puck.
+
+    python benchmarks/plan_rank_probe.py [--model models/sim_tabletop] [--task push]
+        [--episodes 10] [--probe-steps 0 3 6] [--candidates 64] [--noise-scale S] [--json F]
+
+Planner settings come from config/planner.yaml + the task's file, as `wm-ros eval plan` layers
+them (`--config` replaces them); the budget does not matter here, only the cost and actions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+SCALES_RAD = (0.05, 0.1, 0.2)  # spreads around the scripted plan, per knot
+
+
+class ArmOnlyRollout:
+    """The oracle's rollout with the puck held at its place: each candidate's final frame
+    shows the arm exactly where the simulator puts it and the puck unmoved (N, 1, c, h, w)."""
+
+    def __init__(self, oracle) -> None:
+        self.oracle = oracle
+
+    @torch.no_grad()
+    def __call__(self, targets: torch.Tensor) -> torch.Tensor:
+        sim, q = self.oracle.sim, targets.cpu().numpy().astype(np.float64)
+        s = self.oracle.model.cfg.image_size
+        frames = np.empty((len(q), 1, s, s, 3), dtype=np.uint8)
+        for i in range(len(q)):
+            sim.set_state(self.oracle.state)
+            puck = sim.puck_position()[:2].copy()
+            for t in range(q.shape[1]):
+                sim.step(q[i, t])
+                sim.set_puck(puck)
+            frames[i, 0] = sim.render()
+        return self.oracle.model.encode_frames(frames)
+
+
+def ranks(x: np.ndarray) -> np.ndarray:
+    """0-based ranks of x (ties broken by order; costs are continuous)."""
+    r = np.empty(len(x))
+    r[np.argsort(x, kind="stable")] = np.arange(len(x))
+    return r
+
+
+def regret(cost: np.ndarray, truth: np.ndarray) -> float:
+    """truth of cost's pick above truth's best, over truth's spread (median - best)."""
+    spread = float(np.median(truth) - truth.min())
+    return float((truth[int(np.argmin(cost))] - truth.min()) / max(spread, 1e-12))
+
+
+def task_outcome(oracle, task, targets: torch.Tensor) -> np.ndarray:
+    """(N,) the task's distance (m) after executing each candidate's targets (N, H, J) from
+    the oracle's saved state."""
+    sim, q = oracle.sim, targets.cpu().numpy().astype(np.float64)
+    out = np.empty(len(q))
+    for i in range(len(q)):
+        sim.set_state(oracle.state)
+        for t in range(q.shape[1]):
+            sim.step(q[i, t])
+        out[i] = task.distance(sim)
+    return out
+
+
+def compare(model_cost: np.ndarray, oracle_cost: np.ndarray) -> dict:
+    """The probe's figures for one state (module doc); candidate 0 is the scripted plan."""
+    n = len(oracle_cost)
+    rm, ro = ranks(model_cost), ranks(oracle_cost)
+    pick = int(np.argmin(model_cost))
+    top = ro < max(3, n // 4)
+    return {
+        "spearman": float(np.corrcoef(rm, ro)[0, 1]),
+        "spearman_top": float(np.corrcoef(ranks(model_cost[top]), ranks(oracle_cost[top]))[0, 1]),
+        "regret": regret(model_cost, oracle_cost),
+        "top10": bool(ro[pick] < max(1, n // 10)),
+        "scripted_rank_model": float(rm[0] / (n - 1)),
+        "scripted_rank_oracle": float(ro[0] / (n - 1)),
+    }
+
+
+def candidates(base: torch.Tensor, init_std: float, n: int, g: torch.Generator) -> torch.Tensor:
+    """(n, P, D): the scripted plan `base` (P, D) first, then groups around it at SCALES_RAD
+    and around holding the pose (zero offsets) at init_std."""
+    groups = [*SCALES_RAD, None]
+    per = (n - 1) // len(groups)
+    out = [base[None]]
+    for i, scale in enumerate(groups):
+        k = per if i < len(groups) - 1 else n - 1 - per * (len(groups) - 1)
+        eps = torch.randn((k, *base.shape), generator=g)
+        out.append(base + scale * eps if scale is not None else init_std * eps)
+    return torch.cat(out)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="models/sim_tabletop")
+    parser.add_argument("--task", choices=("push", "reach"), default="push")
+    parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0, help="first episode seed")
+    parser.add_argument("--probe-steps", type=int, nargs="+", default=[0, 3, 6])
+    parser.add_argument("--candidates", type=int, default=64)
+    parser.add_argument("--config", action="append", help="planner params file (repeatable)")
+    parser.add_argument("--noise-scale", type=float, help="override planner.sampler_noise_scale")
+    parser.add_argument(
+        "--draws",
+        type=int,
+        default=1,
+        help="average the model's cost over this many noise seeds (planner.seed, seed + 1, ...)",
+    )
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    from wm_ros.config import planning_session_from_yaml
+    from wm_ros.eval.plan import EpisodeSetup, make_closed_loop, task_planner_config
+    from wm_ros.eval.timing import machine_info
+    from wm_ros.sim import TabletopSim
+    from wm_ros.sim.scripted import scripted_policy
+
+    torch.set_grad_enabled(False)
+    cfg = (
+        planning_session_from_yaml(*args.config) if args.config else task_planner_config(args.task)
+    )
+    if args.noise_scale is not None:
+        cfg = cfg.replace(planner=cfg.planner.replace(sampler_noise_scale=args.noise_scale))
+    sim_cfg = EpisodeSetup().sim_config(args.task)
+    loop = make_closed_loop("oracle", sim_cfg, model_dir=args.model, cfg=cfg)
+    size = loop.image_size
+    sim = TabletopSim(sim_cfg.replace(image_width=size, image_height=size))
+    session, oracle = loop.session, loop.oracle
+    arm_only = ArmOnlyRollout(oracle)
+    actions = session.planner.actions
+    g = torch.Generator().manual_seed(args.seed)
+    rows, t0 = [], time.perf_counter()
+    last = max(args.probe_steps)
+    for seed in tqdm(range(args.seed, args.seed + args.episodes), desc="probe", unit="episode"):
+        sim.reset(seed)
+        task = sim.task
+        cam = sim.camera_model()
+        session.reset()
+        session.set_camera(cam.width, cam.height, cam.k.ravel(), cam.d)
+        session.set_goal(task.goal_image)
+        session.set_goal_joints(sim.joint_names, task.goal_joints)
+        policy = scripted_policy(task)
+        policy.reset(sim)
+        for step in range(last + 1):
+            now, q = sim.time, sim.joint_positions()
+            session.add_image(sim.render(), now)
+            session.set_joints(sim.joint_names, q, now)
+            if step in args.probe_steps:
+                state = sim.get_state()
+                # The controller's next H targets, on the oracle's private simulator.
+                ahead, lookahead = copy.deepcopy(policy), oracle.sim
+                lookahead.set_state(state)
+                future = []
+                for _ in range(cfg.planner.horizon):
+                    future.append(ahead(lookahead))
+                    lookahead.step(future[-1])
+                future = torch.as_tensor(np.array(future), dtype=torch.float32)
+                base = actions.offsets_of(future[actions.knot_steps - 1], torch.as_tensor(q))
+                params = candidates(base, cfg.planner.cem.init_std, args.candidates, g)
+                model_cost = 0.0
+                for k in range(args.draws):  # the noise seed is the rollout's (shared by all)
+                    session.rollout.seed = cfg.planner.seed + k
+                    model_cost = model_cost + session.score(now, params).cpu().numpy() / args.draws
+                oracle.set_state(state)
+                oracle_cost = session.score(now, params, rollout=oracle).cpu().numpy()
+                arm_cost = session.score(now, params, rollout=arm_only).cpu().numpy()
+                arm = {f"arm_only_{k}": v for k, v in compare(arm_cost, oracle_cost).items()}
+                q0 = torch.as_tensor(q, dtype=torch.float32)
+                targets = actions.to_targets(actions.project(params, q0), q0)
+                truth = task_outcome(oracle, task, targets)
+                row = {"seed": seed, "step": step, **compare(model_cost, oracle_cost), **arm}
+                row["task_regret"] = regret(model_cost, truth)
+                row["arm_only_task_regret"] = regret(arm_cost, truth)
+                row["oracle_task_regret"] = regret(oracle_cost, truth)
+                rows.append({k: v for k, v in row.items() if k != "arm_only_scripted_rank_oracle"})
+            sim.step(policy(sim))
+    loop.close()
+    sim.close()
+
+    def mean(key: str, subset: list[dict]) -> float:
+        return float(np.mean([r[key] for r in subset]))
+
+    keys = [k for k in rows[0] if k not in ("seed", "step")]
+    by_step = {
+        str(step): {k: mean(k, [r for r in rows if r["step"] == step]) for k in keys}
+        for step in args.probe_steps
+    }
+    result = {
+        "model": args.model,
+        "task": args.task,
+        "episodes": args.episodes,
+        "seed": args.seed,
+        "probe_steps": args.probe_steps,
+        "candidates": args.candidates,
+        "draws": args.draws,
+        "scales_rad": SCALES_RAD,
+        "planner_config": cfg.planner.to_dict(),
+        "summary": {k: mean(k, rows) for k in keys},
+        "by_step": by_step,
+        "per_state": rows,
+        "wall_s": time.perf_counter() - t0,
+        "machine": machine_info(),
+    }
+    print(
+        f"{args.model} ({args.task}, noise scale {cfg.planner.sampler_noise_scale}, "
+        f"{args.draws} noise draw(s)): {len(rows)} states x {args.candidates} candidates, "
+        f"mean +- standard error over states"
+    )
+    for name, prefix in (("model", ""), ("arm_only", "arm_only_")):
+        cells = []
+        keys = ("spearman", "spearman_top", "regret", "top10", "scripted_rank_model", "task_regret")
+        for k in keys:
+            v = np.array([r[prefix + k] for r in rows], dtype=float)
+            se = v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else float("nan")
+            cells.append(f"{k.removesuffix('_model')} {v.mean():.3f} +- {se:.3f}")
+        print(f"  {name:9s} " + ", ".join(cells))
+    summary = result["summary"]
+    print(
+        f"  oracle    scripted_rank {summary['scripted_rank_oracle']:.3f}, "
+        f"task_regret {summary['oracle_task_regret']:.3f}"
+    )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -85,6 +85,13 @@ def test_a_replan_from_simulator_observations_is_within_limits(session, sim):
     assert result.targets.shape == (4, len(sim.joint_names))
     assert session.actions.check(torch.as_tensor(result.targets, dtype=torch.float32), q) == []
     np.testing.assert_allclose(result.times, [0.1, 0.2, 0.3, 0.4])
+    # score(): the replan's cost of given candidates, from the same checked inputs.
+    knots = torch.as_tensor(result.targets, dtype=torch.float32)[session.actions.knot_steps - 1]
+    best = session.actions.offsets_of(knots, torch.as_tensor(q, dtype=torch.float32))
+    costs = session.score(10.25, torch.stack([best, best + 0.3]))
+    assert costs.shape == (2,) and float(costs[0]) == pytest.approx(result.cost, rel=1e-4)
+    with pytest.raises(PlanSkippedError, match="old"):
+        session.score(12.0, best[None])  # stale image: no costs either
     bad = PlanningSessionConfig(planner=CFG.planner.replace(horizon=6, knots=0))
     with pytest.raises(ValueError, match="not a multiple"):
         PlanningSession(bad, WorldModel(TINY).eval())  # 6 steps vs the model's chunks of 4

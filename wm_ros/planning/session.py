@@ -317,13 +317,12 @@ class PlanningSession:
             )
         return q, stamp
 
-    def replan(self, now: float, rollout=None, imagine: bool = True) -> tuple[PlanResult, float]:
-        """One replan; returns the plan and the stamp of the image it was made from (the
-        plan's times count from there). `rollout` replaces the world model as the scorer of
-        candidates (the oracle planner's simulator); the context still comes from the frames.
-        imagine: also return the best plan's imagined latents (one more rollout).
-        """
-        with self._lock:  # a consistent snapshot; the inputs keep arriving while we plan
+    def _inputs(self, now: float) -> dict:
+        """What a replan at `now` plans from, read in one consistent snapshot (the inputs keep
+        arriving while it plans), with the model's context set from the frames: q, stamp,
+        goal (latent), goal_joints (tensor or None), masker, generation, rollout, and elapsed:
+        control steps since the last plan's image (1 when none)."""
+        with self._lock:
             q, stamp = self.check(now)
             model_rollout, goal, generation = self.rollout, self._goal, self._goal_generation
             masker, goal_q = self.masker, self.goal_joints()
@@ -333,42 +332,54 @@ class PlanningSession:
                 elapsed = max(1, round((stamp - self._last_plan_stamp) / self.cfg.planner.dt))
         assert model_rollout is not None and goal is not None  # check() made sure
         model_rollout.set_context(frames)
+        return {
+            "q": q,
+            "stamp": stamp,
+            "goal": goal,
+            "goal_joints": None if goal_q is None else torch.as_tensor(goal_q, dtype=torch.float32),
+            "masker": masker,
+            "generation": generation,
+            "rollout": model_rollout,
+            "elapsed": elapsed,
+        }
+
+    def replan(self, now: float, rollout=None, imagine: bool = True) -> tuple[PlanResult, float]:
+        """One replan; returns the plan and the stamp of the image it was made from (the
+        plan's times count from there). `rollout` replaces the world model as the scorer of
+        candidates (the oracle planner's simulator); the context still comes from the frames.
+        imagine: also return the best plan's imagined latents (one more rollout).
+        """
+        inp = self._inputs(now)
         result = self.planner.plan(
-            q,
-            model_rollout if rollout is None else rollout,
-            goal,
-            context=model_rollout.context,
-            goal_joints=None if goal_q is None else torch.as_tensor(goal_q, dtype=torch.float32),
-            elapsed_steps=elapsed,
+            inp["q"],
+            inp["rollout"] if rollout is None else rollout,
+            inp["goal"],
+            context=inp["rollout"].context,
+            goal_joints=inp["goal_joints"],
+            elapsed_steps=inp["elapsed"],
             imagine=imagine,
-            masker=masker,
+            masker=inp["masker"],
         )
         with self._lock:
-            if generation != self._goal_generation:
+            if inp["generation"] != self._goal_generation:
                 # The goal (or episode) changed meanwhile: neither publish nor warm start this.
                 self.planner.reset()
                 raise PlanSkippedError("goal_changed", "the goal changed during the replan")
-            self._last_plan_stamp = stamp
-        return result, stamp
+            self._last_plan_stamp = inp["stamp"]
+        return result, inp["stamp"]
 
     def score(self, now: float, params: torch.Tensor, rollout=None) -> torch.Tensor:
         """The costs (N,) a replan at `now` would give candidate parameters (N, P, D), from
         the same inputs and checks as replan(); `rollout` as in replan(). For comparing
         scorers on the same candidates (benchmarks/plan_rank_probe.py)."""
-        with self._lock:
-            q, _ = self.check(now)
-            model_rollout, goal = self.rollout, self._goal
-            masker, goal_q = self.masker, self.goal_joints()
-            frames = self.history.frames()
-        assert model_rollout is not None and goal is not None  # check() made sure
-        model_rollout.set_context(frames)
+        inp = self._inputs(now)
         return self.planner.score(
             params,
-            q,
-            model_rollout if rollout is None else rollout,
-            goal,
-            goal_joints=None if goal_q is None else torch.as_tensor(goal_q, dtype=torch.float32),
-            masker=masker,
+            inp["q"],
+            inp["rollout"] if rollout is None else rollout,
+            inp["goal"],
+            goal_joints=inp["goal_joints"],
+            masker=inp["masker"],
         )
 
     @torch.no_grad()

@@ -69,14 +69,23 @@ def test_prior_seeds_a_fresh_search():
     assert std.shape == (8, 4) and float(std.min()) >= p.cfg.cem.init_std
 
 
-def test_world_model_rollout_scores_candidates_in_one_batch():
+TINY_MODEL = ModelConfig(image_size=16, latent_channels=2, ae_width=8, horizon=4, context=2,
+                         memory=1, widths=(8, 16), emb_dim=16, prompt_features=2)  # fmt: skip
+
+
+def tiny_rollout(**kwargs) -> tuple[WorldModelRollout, np.ndarray]:
+    """A rollout of a fresh tiny world model (seeded), with its context set from 3 random
+    frames; kwargs go to WorldModelRollout."""
     torch.manual_seed(0)
-    cfg = ModelConfig(image_size=16, latent_channels=2, ae_width=8, horizon=4, context=2,
-                      memory=1, widths=(8, 16), emb_dim=16, prompt_features=2)  # fmt: skip
-    model = WorldModel(cfg).eval()
-    rollout = WorldModelRollout(model, model_prompt_renderer(cfg), NAMES, sampler_steps=1)
+    model = WorldModel(TINY_MODEL).eval()
+    rollout = WorldModelRollout(model, model_prompt_renderer(TINY_MODEL), NAMES, **kwargs)
     frames = np.random.default_rng(0).integers(0, 255, (3, 16, 16, 3), dtype=np.uint8)
     rollout.set_context(frames)
+    return rollout, frames
+
+
+def test_world_model_rollout_scores_candidates_in_one_batch():
+    rollout, frames = tiny_rollout(sampler_steps=1)
     targets = torch.zeros(5, 4, 4)
     z = rollout(targets)
     assert z.shape == (5, 4, 2, 4, 4)
@@ -91,13 +100,7 @@ def test_world_model_rollout_scores_candidates_in_one_batch():
 
 
 def test_score_gives_the_costs_the_search_saw():
-    torch.manual_seed(0)
-    cfg = ModelConfig(image_size=16, latent_channels=2, ae_width=8, horizon=4, context=2,
-                      memory=1, widths=(8, 16), emb_dim=16, prompt_features=2)  # fmt: skip
-    model = WorldModel(cfg).eval()
-    rollout = WorldModelRollout(model, model_prompt_renderer(cfg), NAMES, sampler_steps=1)
-    frames = np.random.default_rng(0).integers(0, 255, (3, 16, 16, 3), dtype=np.uint8)
-    rollout.set_context(frames)
+    rollout, frames = tiny_rollout(sampler_steps=1)
     actions = JointDeltaActions(NAMES, LOWER, UPPER, VEL, horizon=4, dt=0.1, knots=2)
     p = Planner(
         PlannerConfig(horizon=4, knots=2, cem=CEMConfig(num_samples=8, num_elites=2, iterations=2)),
@@ -113,19 +116,10 @@ def test_score_gives_the_costs_the_search_saw():
 
 
 def test_a_zero_noise_scale_imagines_the_same_future_whatever_the_seed():
-    torch.manual_seed(0)
-    cfg = ModelConfig(image_size=16, latent_channels=2, ae_width=8, horizon=4, context=2,
-                      memory=1, widths=(8, 16), emb_dim=16, prompt_features=2)  # fmt: skip
-    model = WorldModel(cfg).eval()
-    frames = np.random.default_rng(0).integers(0, 255, (3, 16, 16, 3), dtype=np.uint8)
     targets = torch.rand(3, 4, 4, generator=torch.Generator().manual_seed(1))
 
     def imagine(seed, scale):
-        rollout = WorldModelRollout(
-            model, model_prompt_renderer(cfg), NAMES, seed=seed, noise_scale=scale
-        )
-        rollout.set_context(frames)
-        return rollout(targets)
+        return tiny_rollout(seed=seed, noise_scale=scale)[0](targets)  # the same model each time
 
     torch.testing.assert_close(imagine(0, 0.0), imagine(1, 0.0), rtol=0, atol=0)
     assert not torch.allclose(imagine(0, 1.0), imagine(1, 1.0))
@@ -136,10 +130,8 @@ def test_a_zero_noise_scale_imagines_the_same_future_whatever_the_seed():
 def test_the_robot_mask_reads_the_prompts_the_model_was_given():
     """Within one CEM iteration the candidates are drawn once: the rollout's drawing serves
     the cost's robot mask too; other targets (or the same ones changed) are drawn afresh."""
-    cfg = ModelConfig(image_size=16, latent_channels=2, ae_width=8, horizon=4, context=2,
-                      memory=1, widths=(8, 16), emb_dim=16, prompt_features=2)  # fmt: skip
-    model = WorldModel(cfg).eval()
-    renderer = model_prompt_renderer(cfg)
+    model = WorldModel(TINY_MODEL).eval()
+    renderer = model_prompt_renderer(TINY_MODEL)
     draws = []
     render = renderer.render
     renderer.render = lambda *a, **kw: draws.append(1) or render(*a, **kw)

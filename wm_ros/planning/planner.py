@@ -243,7 +243,7 @@ class Planner:
         timing: dict[str, float],
     ):
         """The CEM cost of one replan from q: (params (N, P, D), clipped_by (N,)) -> (N,);
-        the rollout's time adds up in timing["rollout"] (ms)."""
+        the rollout's time adds up in timing["rollout"] (ms, which must exist)."""
         a, cfg = self.actions, self.cfg
         goal_masked = None
         if goal_joints is not None:
@@ -255,7 +255,7 @@ class Planner:
             t = time.perf_counter()
             targets = a.to_targets(params, q)  # (N, H, J)
             latents = rollout(targets)
-            timing["rollout"] = timing.get("rollout", 0.0) + (time.perf_counter() - t) * 1e3
+            timing["rollout"] += (time.perf_counter() - t) * 1e3
             masked = None
             if masker is not None:
                 masked = masker(targets)  # (N, H, h, w)
@@ -294,7 +294,7 @@ class Planner:
         clipped_by = (params - feasible).pow(2).flatten(1).sum(dim=1)
         cost = self._cost(
             q, rollout=rollout, goal_latent=goal_latent, goal_joints=goal_joints, masker=masker,
-            timing={},
+            timing={"rollout": 0.0},
         )  # fmt: skip
         return cost(feasible, clipped_by)
 

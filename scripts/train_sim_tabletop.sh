@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Rebuild models/sim_tabletop from nothing: collect simulator episodes, train the world model
-# and its action prior, train the ablations on the same autoencoder and base, measure all of
+# Rebuild models/sim_tabletop from nothing: collect simulator episodes, train the world model,
+# its action prior and the goal-pose estimator, train the ablations on the same autoencoder and base, measure all of
 # them on held-out seeds and write the model card. Every figure in the card comes from here.
 #
 #   scripts/train_sim_tabletop.sh [WORK_DIR]      (default /tmp/wm_ros_train; needs make's .venv)
 #
-# On the 2-core CPU the model takes about 55 minutes (autoencoder 11, base 7, adapter 32, prior 1)
+# On the 2-core CPU the model takes about 65 minutes (autoencoder 11, base 7, adapter 32, prior 1,
+# pose estimator 8 after 3 of collecting its episodes)
 # and the ablations about 40 more (estimated: here they were run two at a time, one thread
 # each, 17-19 minutes apiece); on one GPU, minutes.
 # Multi-GPU: prefix the train commands with
@@ -24,6 +25,8 @@ WM=.venv/bin/wm-ros
 # Training seeds 1000..1299; held-out seeds 900000.. are never trained on.
 [ -d "$WORK/train" ] || $WM collect --episodes 300 --seed 1000 --out "$WORK/train"
 [ -d "$WORK/heldout" ] || $WM collect --episodes "$EVAL_EPISODES" --seed 900000 --out "$WORK/heldout"
+# The goal-pose estimator's extra data: joint motion over the whole range, seeds 2000000..
+[ -d "$WORK/poses" ] || $WM collect --policy poses --episodes 800 --seed 2000000 --out "$WORK/poses"
 
 # The shipped model: autoencoder, base, adapter, action prior (resumes after a kill); then the
 # adapter resumed for two more cosine cycles, to 4000 and 6000 steps (README: what each cycle
@@ -31,6 +34,9 @@ WM=.venv/bin/wm-ros
 $WM train --data "$WORK/train" --out "$WORK/full" --config $CONFIG --stage all
 $WM train --data "$WORK/train" --out "$WORK/full" --config $CONFIG --stage adapter --steps 4000
 $WM train --data "$WORK/train" --out "$WORK/full" --config $CONFIG --stage adapter --steps 6000
+# The goal-pose estimator, on the exploration and the pose episodes (config.json keeps the world
+# model's data record; the pose stage's is under training.data_by_stage).
+$WM train --data "$WORK/train" "$WORK/poses" --out "$WORK/full" --config $CONFIG --stage pose
 
 # Ablations: each trains only its adapter on the full model's autoencoder (and base), for the
 # same number of steps as a reference full adapter trained the same way: 2000, the full model's
@@ -57,11 +63,13 @@ for name in full_short no_mask joints no_base; do
   $WM eval predict --model "$WORK/ablation_$name" --data "$WORK/heldout" --noise-scale 0 \
     --json "$WORK/eval/ablation_${name}_noise0.json"
 done
+$WM eval pose --model "$WORK/full" --data "$WORK/heldout" --json "$WORK/eval/pose.json"
 .venv/bin/python benchmarks/rollout_speed.py --model "$WORK/full" --json "$WORK/eval/rollout_speed.json"
 
 # Ship: weights, config, loss curves, figures, the card and the JSONs it was written from.
 mkdir -p $OUT/eval
-cp "$WORK/full"/{config.json,model.safetensors,prior.safetensors,losses.png,train_log.jsonl} $OUT/
+cp "$WORK/full"/{config.json,model.safetensors,prior.safetensors,pose.safetensors} $OUT/
+cp "$WORK/full"/{losses.png,train_log.jsonl} $OUT/
 cp "$WORK/eval/full.png" $OUT/predictions.png
 cp "$WORK/eval"/*.json $OUT/eval/
 .venv/bin/python -m wm_ros.eval.model_card --model-dir $OUT --train-dir "$WORK/full" \

@@ -5,6 +5,7 @@ import json
 from wm_ros.config import ModelConfig, TrainConfig
 from wm_ros.data import sim_episodes
 from wm_ros.eval.model_card import _stage_times, render_card
+from wm_ros.eval.pose import pose_errors
 from wm_ros.eval.predict import evaluate_prediction
 from wm_ros.train import Trainer
 
@@ -45,6 +46,16 @@ def test_card_reports_the_recorded_figures_and_the_targets(tmp_path):
     card = render_card(tmp_path / "m", tmp_path / "m", evals, None)
     assert "## Deterministic prediction" in card
     assert f"{det['metrics']['summary']['arm_iou_mean_1_to_H']:.3f}" in card
+    # The goal-pose estimator: its section appears once `wm-ros eval pose` has recorded figures.
+    assert "## Goal-pose estimator" not in card
+    trainer.run_stage("pose", steps=2)
+    frames, joints = episodes[0].frames, episodes[0].joints
+    pose = {"seeds": [0, 4], "goal_images": pose_errors(trainer.pose.eval(), frames, joints)}
+    (evals / "pose.json").write_text(json.dumps(pose))
+    card = render_card(tmp_path / "m", tmp_path / "m", evals, None)
+    assert "## Goal-pose estimator" in card and "| pose | 2 |" in card
+    assert f"{pose['goal_images']['max_joint_error_rad']['p50']:.3f}" in card
+    assert "Trained on 1 episodes" in card  # the pose stage's own data record
 
 
 def test_stage_times_add_up_resumed_runs(tmp_path):

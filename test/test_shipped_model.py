@@ -1,17 +1,20 @@
 """Quality regression of the shipped model, models/sim_tabletop, on freshly generated held-out
 episodes (seeds never trained on): it must predict the future better than copying the last
-frame, and its action prior must beat holding the current pose. Retrain (scripts/
+frame, its action prior must beat holding the current pose, and its goal-pose estimator must
+beat guessing the mean pose. Retrain (scripts/
 train_sim_tabletop.sh) when the architecture changes: these tests fail on a stale model."""
 
 import pytest
 import torch
 
 from wm_ros.data import sim_episodes
+from wm_ros.eval.pose import pose_errors, task_goal_images
 from wm_ros.eval.predict import evaluate_prediction
 from wm_ros.eval.prior import evaluate_prior
 from wm_ros.model import load_model
 from wm_ros.paths import models_dir
 from wm_ros.planning import load_prior
+from wm_ros.planning.goal_pose import load_pose_estimator
 
 SEEDS = range(950_000, 950_004)  # not among the training (1000..) or model-card (900000..) seeds
 
@@ -44,3 +47,14 @@ def test_shipped_prior_beats_holding_the_pose(shipped):
     s = figures["summary"]
     assert s["mae_rad_mean"] < s["hold_pose_mae_rad_mean"], s
     assert 0.3 < s["within_1_std"] < 0.95, s  # a spread that means something
+
+
+def test_shipped_pose_estimator_reads_goal_poses_better_than_the_mean_pose(shipped):
+    directory, _, episodes = shipped
+    est = load_pose_estimator(directory)
+    images, joints = task_goal_images("reach", range(950_000, 950_010), est.cfg.image_size)
+    goals = pose_errors(est, images, joints)
+    pairs = zip(goals["mae_rad"], goals["mean_pose_mae_rad"], strict=True)
+    assert all(e < g for e, g in pairs), goals
+    frames = pose_errors(est, episodes[0].frames, episodes[0].joints)
+    assert max(frames["mae_rad"]) < 0.3, frames  # recorded frames: within the data it knows

@@ -44,6 +44,7 @@ def _cmd_collect(args: argparse.Namespace) -> int:
         steps=args.steps,
         image_size=args.image_size,
         storage=args.storage,
+        policy=args.policy,
     )
     print(
         f"collected {summary['episodes']} episodes, {summary['frames']} frames in "
@@ -109,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--out", required=True, help="output folder, one bag per episode")
     collect.add_argument("--steps", type=int, default=50, help="control steps per episode")
     collect.add_argument("--image-size", type=int, default=64, help="square image size, px")
+    collect.add_argument(
+        "--policy",
+        choices=("explore", "poses"),  # wm_ros.sim.exploration.POLICIES (not imported: mujoco)
+        default="explore",
+        help="explore: the world model's data (joint motion and sweeps through the puck); "
+        "poses: joint motion over 0.95 x the limits (the goal-pose estimator's data)",
+    )
     collect.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap")
     collect.set_defaults(func=_cmd_collect)
 
@@ -136,6 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_plan_arguments(
         evals.add_parser("plan", help="closed-loop success of a planner in the simulator")
+    )
+    from wm_ros.eval.pose import add_pose_arguments
+
+    add_pose_arguments(
+        evals.add_parser("pose", help="how well the goal-pose estimator reads joints off images")
     )
     from wm_ros.eval.replay import add_replay_arguments
 

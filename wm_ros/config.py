@@ -548,6 +548,38 @@ class PriorConfig(ConfigBase):
 
 
 @dataclass(frozen=True)
+class PoseConfig(ConfigBase):
+    """The goal-pose estimator (wm_ros.planning.goal_pose): the arm's joint positions from one
+    camera image, for the joint-goal cost when a goal comes as an image alone.
+
+    Attributes:
+        image_size: S of the (S, S, 3) images it reads (the world model's).
+        num_joints: J, joints it estimates.
+        width: channels of its first conv stage (doubled at the third, quadrupled at the fourth).
+        hidden: size of its MLP.
+        joint_mean: (J,) mean joint positions of its training data, rad: it predicts offsets.
+        joint_names: the joints of its outputs, in order (matched by name at run time).
+    """
+
+    image_size: int = 64
+    num_joints: int = 4
+    width: int = 32
+    hidden: int = 256
+    joint_mean: tuple[float, ...] = ()
+    joint_names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("num_joints", "width", "hidden"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.image_size < 16 or self.image_size % 16:
+            raise ValueError(f"image_size must be a multiple of 16, got {self.image_size}")
+        for name in ("joint_mean", "joint_names"):
+            if getattr(self, name) and len(getattr(self, name)) != self.num_joints:
+                raise ValueError(f"{len(getattr(self, name))} {name} for {self.num_joints} joints")
+
+
+@dataclass(frozen=True)
 class CEMConfig(ConfigBase):
     """The cross-entropy method over action parameters (wm_ros.planning.cem).
 
@@ -600,6 +632,10 @@ class CostConfig(ConfigBase):
         pyramid: scales of the goal distances: 1 compares latent cells; 2 and 3 add 2x2 and
             4x4 average-pooled cells, so that an object missing its goal by a few cells costs
             less than one far away.
+        joint_goal_margin: rad; each joint's distance to the goal pose counts in joint_goal only
+            beyond this. With a pose estimated from the goal image (PlannerConfig.goal_pose), the
+            joint term then keeps the search in the estimate's basin and the image terms set
+            the precision within it.
     """
 
     goal_final: float = 1.0
@@ -609,6 +645,7 @@ class CostConfig(ConfigBase):
     limit: float = 10.0
     robot_mask_px: float = 0.0
     pyramid: int = 1
+    joint_goal_margin: float = 0.0
 
     def __post_init__(self) -> None:
         for name, value in self.to_dict().items():
@@ -616,6 +653,9 @@ class CostConfig(ConfigBase):
                 raise ValueError(f"cost weight {name} must be >= 0, got {value}")
         if self.pyramid not in (1, 2, 3):
             raise ValueError(f"pyramid must be 1, 2 or 3, got {self.pyramid}")
+
+
+GOAL_POSE_SOURCES = ("auto", "given", "image")  # PlannerConfig.goal_pose
 
 
 @dataclass(frozen=True)
@@ -637,6 +677,11 @@ class PlannerConfig(ConfigBase):
             1 imagines a sample of the futures the model thinks possible, 0 a deterministic
             prediction near their centre, which CEM cannot exploit by picking candidates whose
             noise happened to land near the goal.
+        goal_pose: where the goal pose of the joint-goal cost (and the goal's robot mask) comes
+            from: "given" (a goal joint state sent with the goal image), "image" (estimated from
+            the goal image by the model directory's pose estimator, wm_ros.planning.goal_pose),
+            "auto" (given when one was sent for this goal, else estimated when the model has an
+            estimator).
         use_prior: seed a fresh search from the learned action prior when the model has one
             (off by default: the shipped prior learnt exploration, and seeding reach episodes
             from it led the oracle planner away from the goal; see the README).
@@ -654,6 +699,7 @@ class PlannerConfig(ConfigBase):
     tool_axes: tuple[str, ...] = ()
     sampler_steps: int = 2
     sampler_noise_scale: float = 1.0
+    goal_pose: str = "auto"
     use_prior: bool = False
     prior_std_scale: float = 1.0
     seed: int = 0
@@ -672,6 +718,10 @@ class PlannerConfig(ConfigBase):
             raise ValueError("prior_std_scale must be positive")
         if self.sampler_noise_scale < 0:
             raise ValueError(f"sampler_noise_scale must be >= 0, got {self.sampler_noise_scale}")
+        if self.goal_pose not in GOAL_POSE_SOURCES:
+            raise ValueError(
+                f"goal_pose must be one of {GOAL_POSE_SOURCES}, got {self.goal_pose!r}"
+            )
         axes = tuple(self.tool_axes)
         if any(a not in ("x", "y", "z") for a in axes) or len(set(axes)) != len(axes):
             raise ValueError(f"tool_axes must be distinct among x, y, z, got {list(axes)}")
@@ -795,7 +845,10 @@ class TrainConfig(ConfigBase):
         weight_decay: AdamW weight decay.
         warmup_steps: linear learning-rate warm-up, steps.
         grad_clip: gradient norm clip (0 = off).
-        autoencoder_steps, base_steps, adapter_steps, prior_steps: steps of each stage.
+        autoencoder_steps, base_steps, adapter_steps, prior_steps, pose_steps: steps of each
+            stage.
+        pose_batch_size: frames per step of the pose stage (a small network: a bigger batch
+            costs little).
         foreground_weight: extra reconstruction weight of arm and puck pixels (labels > 0),
             so the small moving objects are not averaged away.
         flow_foreground_weight: extra weight, in the adapter's flow loss, of the latent cells
@@ -825,6 +878,8 @@ class TrainConfig(ConfigBase):
     base_steps: int = 4000
     adapter_steps: int = 4000
     prior_steps: int = 1500
+    pose_steps: int = 6000
+    pose_batch_size: int = 128
     foreground_weight: float = 10.0
     flow_foreground_weight: float = 0.0
     latent_l2: float = 1e-4
@@ -836,13 +891,14 @@ class TrainConfig(ConfigBase):
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.batch_size <= 0 or self.lr <= 0:
-            raise ValueError("batch_size and lr must be positive")
+        if self.batch_size <= 0 or self.pose_batch_size <= 0 or self.lr <= 0:
+            raise ValueError("batch_size, pose_batch_size and lr must be positive")
         for name in (
             "autoencoder_steps",
             "base_steps",
             "adapter_steps",
             "prior_steps",
+            "pose_steps",
             "warmup_steps",
         ):
             if getattr(self, name) < 0:

@@ -163,7 +163,8 @@ def run_demo(
 ) -> DemoOutcome:
     """`episodes` closed-loop episodes per task (seeds seed, seed+1, ...) with a report
     (module doc). cfg: the planner settings for every task (default: demo_config(task));
-    setup: the episodes' push start, goal pose and puck size (default: EpisodeSetup())."""
+    setup: the episodes' push start, goal pose, puck size and whether the goal's joint state is
+        given (default: EpisodeSetup())."""
     setup = setup or EpisodeSetup()
     out.mkdir(parents=True, exist_ok=True)
     cfgs = {kind: cfg or demo_config(kind) for kind in tasks}
@@ -184,7 +185,13 @@ def run_demo(
     with ExitStack() as stack:
         for kind in tasks:  # the model is loaded once per task; the simulator opened once
             sim_cfg = setup.sim_config(kind)
-            loops[kind] = make_closed_loop(planner, sim_cfg, cfg=cfgs[kind], device=device)
+            loops[kind] = make_closed_loop(
+                planner,
+                sim_cfg,
+                cfg=cfgs[kind],
+                device=device,
+                send_goal_joints=setup.goal_pose == "given",
+            )
             stack.callback(loops[kind].close)
             size = loops[kind].image_size
             sim_cfg = sim_cfg.replace(image_width=size, image_height=size)

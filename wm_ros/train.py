@@ -5,7 +5,10 @@ normalisation statistics), `base` (action-free flow matching + shortcut self-con
 windows), `adapter` (the same objective through the full model, base frozen; the action
 conditioning is the skeleton prompts of the commanded joint targets, or the raw targets),
 `prior` (the learned action prior, wm_ros.planning.prior: Gaussian likelihood of the next H
-targets given the context latents and the current joints).
+targets given the context latents and the current joints), `pose` (the goal-pose estimator,
+wm_ros.planning.goal_pose: squared error of the joint positions it reads off each frame; its
+data may be other bags than the world model's, `wm-ros collect --policy poses`, and
+config.json's training record keeps each stage's data apart).
 
 `init_from` starts a new directory from another model's trained parts (the autoencoder, and the
 base when both have one and their flows have the same data: ModelConfig.residual), marking those
@@ -41,17 +44,28 @@ import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from wm_ros.config import ModelConfig, PriorConfig, TrainConfig
+from wm_ros.config import ModelConfig, PoseConfig, PriorConfig, TrainConfig
 from wm_ros.data import Episode, EpisodeSet
 from wm_ros.model import WorldModel, flow, load_model, save_model
 from wm_ros.model.autoencoder import to_float_images
+from wm_ros.model.checkpoint import read_config
 from wm_ros.model.conditioning import action_conditioning, model_prompt_renderer
 from wm_ros.model.world_model import to_flow_data
+from wm_ros.planning.goal_pose import (
+    PoseEstimator,
+    has_pose_estimator,
+    load_pose_estimator,
+    save_pose_estimator,
+)
 from wm_ros.planning.prior import ActionPrior, gaussian_nll, has_prior, load_prior, save_prior
 
 log = logging.getLogger(__name__)
 
-STAGES = ("autoencoder", "base", "adapter", "prior")
+STAGES = ("autoencoder", "base", "adapter", "prior", "pose")
+WORLD_MODEL_STAGES = ("adapter", "base", "autoencoder")  # whose data config.json's record names
+# `--stage all`: the world model and its prior. The pose estimator wants data of its own (wider
+# joint coverage), so it is trained by name.
+ALL_STAGES = ("autoencoder", "base", "adapter", "prior")
 STATE_FILE = "train_state.json"
 OPTIM_FILE = "optimizer.safetensors"
 LOG_FILE = "train_log.jsonl"
@@ -117,9 +131,15 @@ def _load_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:
 
 
 def _seed_span(episodes: list[Episode]) -> str:
-    """Episode seeds as "first..last (n)" for the record ("" when unknown)."""
+    """Episode seeds as "first..last (n)" for the record, one span per run of consecutive seeds
+    ("1000..1269 (270), 2000000..2000719 (720)"; "" when unknown)."""
     seeds = sorted(e.seed for e in episodes if e.seed is not None)
-    return f"{seeds[0]}..{seeds[-1]} ({len(seeds)})" if seeds else ""
+    spans, start = [], 0
+    for i in range(1, len(seeds) + 1):
+        if i == len(seeds) or seeds[i] != seeds[i - 1] + 1:
+            spans.append(f"{seeds[start]}..{seeds[i - 1]} ({i - start})")
+            start = i
+    return ", ".join(spans)
 
 
 def _same_flow_data(a: ModelConfig, b: ModelConfig) -> bool:
@@ -160,6 +180,10 @@ class Trainer:
         state_path = self.out / STATE_FILE
         self.state = {"done": {s: 0 for s in STAGES}}
         self.prior: ActionPrior | None = None
+        self.pose: PoseEstimator | None = None
+        # The world model's data and device as config.json recorded them (a resumed pose stage
+        # runs on other data, maybe another device: its own record is kept beside them).
+        self._recorded_data = self._recorded_device = None
         if state_path.is_file():
             self.model = load_model(self.out, self.device).train()
             self.state = json.loads(state_path.read_text())
@@ -167,6 +191,11 @@ class Trainer:
                 self.state["done"].setdefault(s, 0)
             if has_prior(self.out):
                 self.prior = load_prior(self.out, self.device).train()
+            if has_pose_estimator(self.out):
+                self.pose = load_pose_estimator(self.out, self.device).train()
+            recorded = read_config(self.out)[1].get("training", {})
+            self._recorded_data = recorded.get("data")
+            self._recorded_device = recorded.get("device")
             log.info("resuming from %s: %s", self.out, self.state["done"])
         else:
             torch.manual_seed(train_cfg.seed)
@@ -232,10 +261,26 @@ class Trainer:
             self.prior = ActionPrior(pcfg).to(self.device)
         return self.prior
 
+    def pose_net(self) -> PoseEstimator:
+        """The goal-pose estimator being trained (built on first use, seeded; it predicts
+        offsets from the mean pose of the data it first trains on)."""
+        if self.pose is None:
+            torch.manual_seed(self.cfg.seed + 2)
+            pcfg = PoseConfig(
+                image_size=self.model.cfg.image_size,
+                num_joints=self.data.joints.shape[1],
+                joint_mean=tuple(float(v) for v in self.data.joints.mean(axis=0)),
+                joint_names=tuple(self.joint_names),
+            )
+            self.pose = PoseEstimator(pcfg).to(self.device)
+        return self.pose
+
     def stage_module(self, stage: str) -> torch.nn.Module | None:
         """The part a stage trains (None: this model has no such part)."""
         if stage == "prior":
             return self.prior_net()
+        if stage == "pose":
+            return self.pose_net()
         m = self.model
         return {"autoencoder": m.autoencoder, "base": m.base, "adapter": m.adapter}[stage]
 
@@ -339,6 +384,12 @@ class Trainer:
         mean, std = self.prior_net()(z, joints)
         return gaussian_nll(mean.float(), std.float(), target)
 
+    def pose_loss(self, data: EpisodeSet, rng: np.random.Generator) -> torch.Tensor:
+        idx = rng.integers(0, len(data.frames), size=self.cfg.pose_batch_size)
+        frames = torch.as_tensor(data.frames[idx], device=self.device)  # (B, S, S, 3) uint8
+        target = torch.as_tensor(data.joints[idx], device=self.device)  # (B, J)
+        return (self.pose_net()(frames).float() - target).pow(2).mean()
+
     def loss(self, stage: str, data: EpisodeSet, seed_parts: tuple[int, ...]) -> torch.Tensor:
         # Each process of a distributed run draws its own windows and noise.
         parts = (*seed_parts, self.rank) if self.world > 1 else seed_parts
@@ -349,6 +400,8 @@ class Trainer:
                 return self.autoencoder_loss(data, rng)
             if stage == "prior":
                 return self.prior_loss(data, rng)
+            if stage == "pose":
+                return self.pose_loss(data, rng)
             return self.flow_loss(data, stage, rng, gen)
 
     # ------------------------------------------------------------------ loop
@@ -360,18 +413,33 @@ class Trainer:
     def checkpoint(self, opt: torch.optim.Optimizer) -> None:
         from wm_ros.eval.timing import cpu_model
 
+        device = (
+            torch.cuda.get_device_name(self.device)
+            if self.device.type == "cuda"
+            else f"cpu ({cpu_model()}, {torch.get_num_threads()} threads)"
+        )
+        self.state.setdefault("device", {})[self.state["stage"]] = device
+
+        def world_model(record: str, recorded, current):
+            by_stage = self.state.get(record, {})
+            return next((by_stage[s] for s in WORLD_MODEL_STAGES if s in by_stage), None) or (
+                recorded or current
+            )
+
         training = {
             "done": self.state["done"],
-            "data": self.data_info,
-            "device": torch.cuda.get_device_name(self.device)
-            if self.device.type == "cuda"
-            else f"cpu ({cpu_model()}, {torch.get_num_threads()} threads)",
+            "data": world_model("data", self._recorded_data, self.data_info),
+            "data_by_stage": self.state.get("data", {}),
+            "device": world_model("device", self._recorded_device, device),
+            "device_by_stage": self.state["device"],
             "processes": self.world,
             "batch_size_per_process": self.cfg.batch_size,
         }
         save_model(self.model, self.out, extra={"training": training})
         if self.prior is not None:
             save_prior(self.prior, self.out)
+        if self.pose is not None:
+            save_pose_estimator(self.pose, self.out)
         _save_optimizer(opt, self.out / OPTIM_FILE)
         tmp = self.out / (STATE_FILE + ".tmp")
         tmp.write_text(json.dumps(self.state, indent=2))
@@ -391,10 +459,11 @@ class Trainer:
         self.model.train()
         for p in self.model.parameters():
             p.requires_grad_(False)
-        if self.prior is not None:
-            self.prior.train()
-            for p in self.prior.parameters():
-                p.requires_grad_(False)
+        for extra in (self.prior, self.pose):
+            if extra is not None:
+                extra.train()
+                for p in extra.parameters():
+                    p.requires_grad_(False)
         for p in params:
             p.requires_grad_(True)
         loss_module: torch.nn.Module = _StageLoss(part, self.loss)
@@ -408,6 +477,7 @@ class Trainer:
         if start > 0 and (self.out / OPTIM_FILE).is_file() and self.state.get("stage") == stage:
             _load_optimizer(opt, self.out / OPTIM_FILE)
         self.state["stage"] = stage
+        self.state.setdefault("data", {})[stage] = self.data_info
         self._latents.clear()
         sid = STAGES.index(stage)
         t0, loss_value = time.perf_counter(), float("nan")
@@ -509,7 +579,7 @@ def train(
     model_cfg: ModelConfig,
     train_cfg: TrainConfig,
     *,
-    stages: tuple[str, ...] = STAGES,
+    stages: tuple[str, ...] = ALL_STAGES,
     prompt_renderer=None,
     init_from: str | Path | None = None,
 ) -> WorldModel:
@@ -566,12 +636,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         overrides.update({f"{s}_steps": args.steps for s in STAGES})
     train_cfg = train_cfg.replace(**overrides)
     init_distributed(train_cfg.device)
-    stages = STAGES if args.stage == "all" else (args.stage,)
+    stages = ALL_STAGES if args.stage == "all" else (args.stage,)
     rank = dist.get_rank() if dist.is_initialized() else 0
     try:
         # Data and model-directory problems are the user's to fix: one clear line, exit 2.
         try:
-            episodes = load_episodes(args.data)
+            episodes = [ep for folder in args.data for ep in load_episodes(folder)]
             trainer = Trainer(episodes, args.out, model_cfg, train_cfg, init_from=args.init_from)
         except (EpisodeBagError, CheckpointError, ValueError) as err:
             log.error("wm-ros train: %s", err)
@@ -590,9 +660,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `wm-ros train` (the handler is set as `func`)."""
-    parser.add_argument("--data", required=True, help="folder of episode bags (wm-ros collect)")
+    parser.add_argument(
+        "--data",
+        required=True,
+        nargs="+",
+        help="folders of episode bags (wm-ros collect), in order; the last ones are held out for "
+        "validation (train.val_fraction)",
+    )
     parser.add_argument("--out", required=True, help="model directory (resumed if it has state)")
-    parser.add_argument("--stage", choices=[*STAGES, "all"], default="all")
+    parser.add_argument(
+        "--stage",
+        choices=[*STAGES, "all"],
+        default="all",
+        help="all: the world model and its prior (the pose estimator is trained by name, on its "
+        "own data: --data EXPLORATION POSES)",
+    )
     parser.add_argument("--config", type=Path, help="YAML with 'model' and 'train' sections")
     parser.add_argument("--seed", type=int, help="override train.seed")
     parser.add_argument("--device", help="override train.device (auto, cpu, cuda)")

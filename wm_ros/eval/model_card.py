@@ -122,7 +122,8 @@ def render_card(
         "levels (1, 2, 4 or 8 sampler steps). Parameters: "
         + ", ".join(f"{k} {v / 1e6:.2f} M" for k, v in params.items())
         + ". Files: `config.json` (rebuilds the networks), `model.safetensors` (world model), "
-        "`prior.safetensors` (action prior), `losses.png`, `train_log.jsonl`, "
+        "`prior.safetensors` (action prior), `pose.safetensors` (goal-pose estimator), "
+        "`losses.png`, `train_log.jsonl`, "
         "`predictions.png` (held-out context | truth | prediction).",
         "",
         "## How it was trained",
@@ -195,6 +196,7 @@ def render_card(
     lines += _ablation_lines(eval_dir, mc)
     lines += _deterministic_lines(eval_dir, full, mc)
     lines += _prior_lines(full.get("prior"))
+    lines += _pose_lines(eval_dir / "pose.json", training.get("data_by_stage", {}).get("pose"))
     lines += _speed_lines(eval_dir / "rollout_speed.json")
     return "\n".join(lines) + "\n"
 
@@ -295,6 +297,43 @@ def _prior_lines(prior: dict | None) -> list[str]:
         f"standard deviations: {s['within_1_std']:.2f} / {s['within_2_std']:.2f} "
         "(calibrated: 0.68 / 0.95).",
     ]
+
+
+def _pose_lines(path: Path, data: dict | None) -> list[str]:
+    """The goal-pose estimator's figures (`wm-ros eval pose`) and the data it trained on."""
+    if not path.is_file():
+        return []
+    r = json.loads(path.read_text())
+    rows = [("reach goal images, seeds " + "-".join(map(str, r["seeds"])), r["goal_images"])]
+    if "data" in r:
+        rows.append((f"every frame of {r['data']['episodes']} held-out episodes", r["data"]))
+    trained = (
+        f"{data.get('train_episodes', '?')} episodes ({data.get('train_frames', '?')} frames; "
+        f"seeds {data.get('train_seeds', '?')})"
+        if data
+        else "?"
+    )
+    lines = [
+        "",
+        "## Goal-pose estimator (`wm-ros eval pose`)",
+        "",
+        f"Reads the arm's joints off a goal image for the planner's joint-goal term. Trained on "
+        f"{trained}: the world model's exploration episodes and `wm-ros collect --policy poses` "
+        "episodes (joint motion over 0.95 x the limits).",
+        "",
+        "| images | mean abs error per joint, rad | guessing the mean pose, rad | largest joint "
+        "error p50 / p90, rad | within 0.15 / 0.3 / 0.5 rad |",
+        "|---|---|---|---|---|",
+    ]
+    for name, f in rows:
+        w = f["max_joint_error_rad"]
+        lines.append(
+            f"| {name} ({f['images']}) | {', '.join(f'{v:.3f}' for v in f['mae_rad'])} | "
+            f"{', '.join(f'{v:.2f}' for v in f['mean_pose_mae_rad'])} | {w['p50']:.3f} / "
+            f"{w['p90']:.3f} | {w['within_0.15']:.2f} / {w['within_0.3']:.2f} / "
+            f"{w['within_0.5']:.2f} |"
+        )
+    return lines
 
 
 def _speed_lines(path: Path) -> list[str]:

@@ -95,20 +95,31 @@ class SimRollout:
         self.sim.close()
 
 
+GOAL_POSES = ("image", "given")  # EpisodeSetup.goal_pose
+
+
 @dataclass(frozen=True)
 class EpisodeSetup:
     """How closed-loop episodes are set up (`wm-ros eval plan`, the demo; `add_episode_arguments`):
-    TaskConfig's push_start and push_goal_pose for push episodes, SimConfig's puck_radius_m.
+    TaskConfig's push_start and push_goal_pose for push episodes, SimConfig's puck_radius_m, and
+    goal_pose: whether the planner gets the goal's joint state beside its image ("given", as
+    the sim node publishes it) or the image alone ("image": a cost that reads a goal pose then
+    uses the one the model's estimator reads off the image, PlannerConfig.goal_pose).
     Evaluation starts a push staged: the push is the task, and from a clear start the tip must
     first go round the puck (TaskConfig)."""
 
     push_start: str = "staged"
     push_goal_pose: str = PUSH_GOAL_POSES[0]
     puck_radius_m: float = PUCK_RADIUS_M
+    goal_pose: str = "image"
+
+    def __post_init__(self) -> None:
+        if self.goal_pose not in GOAL_POSES:
+            raise ValueError(f"goal_pose must be one of {GOAL_POSES}, got {self.goal_pose!r}")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> EpisodeSetup:
-        return cls(args.push_start, args.push_goal_pose, args.puck_radius)
+        return cls(args.push_start, args.push_goal_pose, args.puck_radius, args.goal_pose)
 
     def sim_config(self, task: str, **task_fields) -> SimConfig:
         """The simulator settings of an episode of `task` (TaskConfig fields may be added).
@@ -177,6 +188,7 @@ class ClosedLoop:
     session: object | None = None
     oracle: SimRollout | None = None
     image_size: int = 64
+    send_goal_joints: bool = False  # EpisodeSetup.goal_pose "given"
 
     def close(self) -> None:
         if self.oracle is not None:
@@ -190,25 +202,21 @@ def make_closed_loop(
     model_dir: Path | str | None = None,
     cfg: PlanningSessionConfig | None = None,
     device: str = "cpu",
+    send_goal_joints: bool = False,
 ) -> ClosedLoop:
     """Load the model (and prior) and build the session a planner needs; sim_cfg's image size
     is replaced by the model's. Raises CheckpointError / ValueError on a bad model or config."""
-    from wm_ros.model import load_model
-    from wm_ros.planning.prior import has_prior, load_prior
-    from wm_ros.planning.session import PlanningSession, resolve_model_dir
+    from wm_ros.planning.session import load_planning_session, resolve_model_dir
 
     if planner not in PLANNERS:
         raise ValueError(f"planner must be one of {PLANNERS}, got {planner!r}")
-    loop = ClosedLoop(planner)
+    loop = ClosedLoop(planner, send_goal_joints=send_goal_joints)
     if planner in ("random", "scripted"):
         return loop
     cfg = cfg or PlanningSessionConfig()
     directory = resolve_model_dir(str(model_dir or cfg.model))
-    model = load_model(directory, device)
-    prior = None
-    if cfg.planner.use_prior and has_prior(directory):
-        prior = load_prior(directory, device)
-    loop.session = PlanningSession(cfg, model, prior)
+    loop.session = load_planning_session(cfg, directory, device)
+    model = loop.session.model
     loop.image_size = model.cfg.image_size
     if planner == "oracle":
         size = loop.image_size
@@ -247,7 +255,8 @@ def run_episode(
         session.reset()
         session.set_camera(cam.width, cam.height, cam.k.ravel(), cam.d)
         session.set_goal(task.goal_image)
-        session.set_goal_joints(sim.joint_names, task.goal_joints)
+        if loop.send_goal_joints:
+            session.set_goal_joints(sim.joint_names, task.goal_joints)
     plan, k = None, 0
     frame = sim.render() if trace is not None or policy is None else None
     for step in range(sim.cfg.task.episode_steps):
@@ -315,7 +324,14 @@ def evaluate_planner(
     setup = setup or EpisodeSetup()
     steps = {} if episode_steps is None else {"episode_steps": episode_steps}
     sim_cfg = setup.sim_config(task, **steps).replace(seed=seed)
-    loop = make_closed_loop(planner, sim_cfg, model_dir=model_dir, cfg=cfg, device=device)
+    loop = make_closed_loop(
+        planner,
+        sim_cfg,
+        model_dir=model_dir,
+        cfg=cfg,
+        device=device,
+        send_goal_joints=setup.goal_pose == "given",
+    )
     sim_cfg = sim_cfg.replace(image_width=loop.image_size, image_height=loop.image_size)
     results = []
     try:
@@ -407,7 +423,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def add_episode_arguments(parser: argparse.ArgumentParser) -> None:
-    """--push-start, --push-goal-pose and --puck-radius: an EpisodeSetup (`from_args`)."""
+    """--push-start, --push-goal-pose, --puck-radius and --goal-pose: an EpisodeSetup
+    (`from_args`)."""
     defaults = EpisodeSetup()
     parser.add_argument(
         "--push-start",
@@ -428,6 +445,13 @@ def add_episode_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="M",
         help=f"puck radius, m, within {list(PUCK_RADIUS_RANGE_M)} (the shipped model saw "
         f"{PUCK_RADIUS_M}; a smaller puck weighs less in the goal image, README)",
+    )
+    parser.add_argument(
+        "--goal-pose",
+        choices=GOAL_POSES,
+        default=defaults.goal_pose,
+        help="image: the planner gets the goal image alone (a cost that reads a goal pose uses "
+        "the one the model's pose estimator reads off it); given: also the goal's joint state",
     )
 
 

@@ -9,6 +9,7 @@ its settings under "prior" in config.json). No pickles: loading never runs code 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,46 @@ def load_weights(module: torch.nn.Module, path: Path, config_path: Path) -> None
             parts.append(f"{len(shapes)} with other shapes (e.g. {shapes[:2]})")
         raise CheckpointError(f"{path} does not match {config_path}: " + "; ".join(parts))
     module.load_state_dict(state)
+
+
+def save_part(module: torch.nn.Module, directory: str | Path, file: str, section: str) -> None:
+    """Write a planning part beside the model (the action prior, the goal-pose estimator): its
+    weights as `file` and its config (`module.cfg`) as config.json's `section`."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_weights(module, directory / file)
+    write_config(directory, {section: module.cfg.to_dict()})
+
+
+def load_part(
+    directory: str | Path,
+    file: str,
+    section: str,
+    build: Callable[[Any], torch.nn.Module],
+    config_type: Any,
+    *,
+    device: str | torch.device = "cpu",
+) -> Any:
+    """Rebuild a part saved by save_part (`build(config_type.from_dict(section))`) and load its
+    weights, in eval mode.
+
+    Raises:
+        CheckpointError: no such section, invalid settings, or weights that do not match them.
+    """
+    _, data = read_config(directory)
+    cfg_path = Path(directory) / CONFIG_FILE
+    if section not in data:
+        raise CheckpointError(
+            f"{cfg_path} has no {section!r} section: train one with `wm-ros train --stage "
+            f"{section}`"
+        )
+    try:
+        cfg = config_type.from_dict(data[section])
+    except (ValueError, TypeError) as err:
+        raise CheckpointError(f"{cfg_path}: invalid {section} settings: {err}") from None
+    module = build(cfg)
+    load_weights(module, Path(directory) / file, cfg_path)
+    return module.to(device).eval()
 
 
 def load_model(directory: str | Path, device: str | torch.device = "cpu") -> WorldModel:

@@ -112,5 +112,6 @@ def plan_cost(
         )
     if goal_joints is not None and cfg.joint_goal > 0:
         final = targets[:, -1]
-        cost = cost + cfg.joint_goal * (final - goal_joints.to(final)).pow(2).sum(dim=1)
+        beyond = ((final - goal_joints.to(final)).abs() - cfg.joint_goal_margin).clamp_min(0)
+        cost = cost + cfg.joint_goal * beyond.pow(2).sum(dim=1)
     return cost

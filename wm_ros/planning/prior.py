@@ -21,14 +21,7 @@ import torch
 from torch import nn
 
 from wm_ros.config import PriorConfig
-from wm_ros.model.checkpoint import (
-    CONFIG_FILE,
-    CheckpointError,
-    load_weights,
-    read_config,
-    save_weights,
-    write_config,
-)
+from wm_ros.model.checkpoint import load_part, save_part
 
 PRIOR_FILE = "prior.safetensors"
 
@@ -84,10 +77,7 @@ def gaussian_nll(mean: torch.Tensor, std: torch.Tensor, target: torch.Tensor) ->
 
 def save_prior(prior: ActionPrior, directory: str | Path) -> None:
     """Write prior.safetensors and the "prior" section of config.json."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    save_weights(prior, directory / PRIOR_FILE)
-    write_config(directory, {"prior": prior.cfg.to_dict()})
+    save_part(prior, directory, PRIOR_FILE, "prior")
 
 
 def has_prior(directory: str | Path) -> bool:
@@ -100,16 +90,4 @@ def load_prior(directory: str | Path, device: str | torch.device = "cpu") -> Act
     Raises:
         CheckpointError: no prior in the directory, or weights that do not match the config.
     """
-    _, data = read_config(directory)
-    cfg_path = Path(directory) / CONFIG_FILE
-    if "prior" not in data:
-        raise CheckpointError(
-            f"{cfg_path} has no 'prior' section: train one with `wm-ros train --stage prior`"
-        )
-    try:
-        cfg = PriorConfig.from_dict(data["prior"])
-    except (ValueError, TypeError) as err:
-        raise CheckpointError(f"{cfg_path}: invalid prior settings: {err}") from None
-    prior = ActionPrior(cfg)
-    load_weights(prior, Path(directory) / PRIOR_FILE, cfg_path)
-    return prior.to(device).eval()
+    return load_part(directory, PRIOR_FILE, "prior", ActionPrior, PriorConfig, device=device)

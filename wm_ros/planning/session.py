@@ -98,15 +98,18 @@ class PlanningSession:
 
     Args:
         cfg: the session settings.
-        model: the world model (eval mode, on its device); prior: its action prior or None.
+        model: the world model (eval mode, on its device); prior: its action prior or None;
+            pose: its goal-pose estimator (wm_ros.planning.goal_pose) or None: with one, a goal
+            image without a goal joint state still gets a goal pose (PlannerConfig.goal_pose).
             cfg.backend / precision / cuda_graphs pick what runs it (`self.world`,
             wm_ros.planning.backends); the goal, context and candidates all go through that.
     Raises:
         ValueError: a URDF that cannot be read, a planner horizon not a multiple of the model's, a
-            prior over other joints than the robot's.
+            prior or pose estimator over other joints than the robot's, goal_pose "image" without
+            a pose estimator.
     """
 
-    def __init__(self, cfg: PlanningSessionConfig, model, prior=None) -> None:
+    def __init__(self, cfg: PlanningSessionConfig, model, prior=None, pose=None) -> None:
         self.cfg, self.model = cfg, model
         self.device = next(model.parameters()).device
         source = cfg.robot_description or cfg.urdf or ARM_URDF
@@ -143,12 +146,24 @@ class PlanningSession:
                 f"the action prior covers joints {prior.cfg.joint_names}, the robot "
                 f"{self.joint_names}"
             )
+        if pose is not None and tuple(pose.cfg.joint_names) not in ((), self.joint_names):
+            raise ValueError(
+                f"the pose estimator covers joints {pose.cfg.joint_names}, the robot "
+                f"{self.joint_names}"
+            )
+        if pose is None and pc.goal_pose == "image":
+            raise ValueError(
+                "planner.goal_pose 'image' needs the model's pose estimator (pose.safetensors; "
+                "`wm-ros train --stage pose`)"
+            )
+        self.pose = pose if pc.goal_pose != "given" else None
         self.planner = Planner(pc, self.actions, prior=prior)
         self.world = planning_world(model, cfg, resolve_model_dir(cfg.model) / "onnx")
         self.history = FrameHistory(mc.memory + mc.context, pc.dt, mc.image_size)
         self.rollout: WorldModelRollout | None = None
         self.masker: RobotMasker | None = None  # with cost.robot_mask_px, once a camera is set
         self._goal_joints: tuple[np.ndarray, float | None] | None = None  # the goal's pose
+        self._goal_pose_estimate: np.ndarray | None = None  # read off the goal image
         self._goal_stamp: float | None = None
         self.camera: CameraModel | None = None
         self._joints: tuple[np.ndarray, float] | None = None
@@ -245,8 +260,10 @@ class PlanningSession:
             return  # the same goal again (a re-sent latched message): keep planning toward it
         with torch.no_grad():
             latent = self.world.encode_frames(goal[None])[0]
+        estimate = None if self.pose is None else self.pose.estimate(goal[None])[0]
         with self._lock:
             self._goal_image, self._goal, self._goal_stamp = goal, latent, stamp
+            self._goal_pose_estimate = estimate
             self._goal_generation += 1
             self.planner.reset()
             self._last_plan_stamp = None
@@ -270,7 +287,16 @@ class PlanningSession:
             self.planner.reset()
 
     def goal_joints(self) -> np.ndarray | None:
-        """(J,) the goal pose that belongs to the current goal image, or None."""
+        """(J,) the goal pose of the current goal image, or None: the goal joint state sent
+        with it, or the pose estimated from it (PlannerConfig.goal_pose says which)."""
+        source = self.cfg.planner.goal_pose
+        given = self._given_goal_joints() if source != "image" else None
+        if given is not None or source == "given":
+            return given
+        return self._goal_pose_estimate
+
+    def _given_goal_joints(self) -> np.ndarray | None:
+        """The goal joint state that belongs to the current goal image, or None."""
         if self._goal_joints is None or self._goal is None:
             return None
         q, stamp = self._goal_joints
@@ -389,3 +415,29 @@ class PlanningSession:
         if result.latents is None:
             return None
         return to_uint8_images(self.world.decode(result.latents))
+
+
+def load_planning_session(
+    cfg: PlanningSessionConfig, directory: str | Path, device: str | torch.device = "cpu"
+) -> PlanningSession:
+    """A session on the model directory's world model, with its action prior when cfg uses one
+    and its goal-pose estimator when the cost reads a goal pose that may come from the image.
+
+    Raises:
+        CheckpointError: a model directory, prior or estimator that cannot be loaded.
+        ValueError: settings the model does not fit (PlanningSession).
+    """
+    from wm_ros.model import load_model
+    from wm_ros.planning.goal_pose import has_pose_estimator, load_pose_estimator
+    from wm_ros.planning.prior import has_prior, load_prior
+
+    pc = cfg.planner
+    model = load_model(directory, device)
+    prior = load_prior(directory, device) if pc.use_prior and has_prior(directory) else None
+    reads_pose = pc.cost.joint_goal > 0 or pc.cost.robot_mask_px > 0
+    pose = None
+    if pc.goal_pose == "image" or (
+        pc.goal_pose == "auto" and reads_pose and has_pose_estimator(directory)
+    ):
+        pose = load_pose_estimator(directory, device)
+    return PlanningSession(cfg, model, prior, pose)

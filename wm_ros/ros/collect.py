@@ -31,7 +31,7 @@ from wm_ros.ros.conversions import (
     vector_to_joint_state,
 )
 from wm_ros.sim import TabletopSim
-from wm_ros.sim.exploration import ExplorationPolicy
+from wm_ros.sim.exploration import ExplorationPolicy, collection_policy
 from wm_ros.types import JointTrajectory
 
 log = logging.getLogger(__name__)
@@ -123,8 +123,10 @@ def collect(
     image_size: int = 64,
     storage: str = "mcap",
     sim_cfg: SimConfig | None = None,
+    policy: str = "explore",
 ) -> dict:
-    """Collect `episodes` exploration episodes with seeds seed, seed+1, ... into `out`.
+    """Collect `episodes` episodes of the `policy` mixture (wm_ros.sim.exploration.POLICIES)
+    with seeds seed, seed+1, ... into `out`.
 
     Returns the summary also written to `out/collect.json`.
     Raises:
@@ -133,6 +135,7 @@ def collect(
     """
     if episodes <= 0 or steps <= 0:
         raise ValueError("--episodes and --steps must be positive")
+    collection_policy(policy, seed)  # an unknown name fails before anything is written
     cfg = (sim_cfg or SimConfig()).replace(image_width=image_size, image_height=image_size)
     if cfg.substeps % JOINT_RATE_PER_STEP:
         raise ValueError(
@@ -150,7 +153,7 @@ def collect(
         for s in bar:
             sim.reset(s)
             with BagWriter(episode_dir(out, s), storage=storage) as bag:
-                n, m = _write_episode(sim, ExplorationPolicy(seed=s), bag, steps)
+                n, m = _write_episode(sim, collection_policy(policy, s), bag, steps)
             frames += n
             moved += m
             per_episode.append({"seed": s, "frames": n, "puck_moving_fraction": m / steps})
@@ -166,6 +169,7 @@ def collect(
         "puck_moving_fraction": moved / (episodes * steps),
         "puck_moving_threshold_m": PUCK_MOVING_M,
         "storage": storage,
+        "policy": policy,
         "sim": cfg.to_dict(),
         "machine": f"{platform.machine()} {platform.processor() or ''} {platform.node()}".strip(),
         "per_episode": per_episode,

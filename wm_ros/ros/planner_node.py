@@ -80,18 +80,14 @@ class PlannerNode(LifecycleNode):
     # ------------------------------------------------------------------ lifecycle
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        from wm_ros.model import CheckpointError, load_model
-        from wm_ros.planning.prior import has_prior, load_prior
+        from wm_ros.model import CheckpointError
+        from wm_ros.planning.session import load_planning_session
         from wm_ros.train import resolve_device
 
         directory = resolve_model_dir(self.cfg.model)
         try:
             device = resolve_device(self.cfg.device)
-            model = load_model(directory, device)
-            prior = None
-            if self.cfg.planner.use_prior and has_prior(directory):
-                prior = load_prior(directory, device)
-            self.session = PlanningSession(self.cfg, model, prior)
+            self.session = load_planning_session(self.cfg, directory, device)
         except (CheckpointError, ValueError, RuntimeError) as err:
             self._last["error"] = f"configure failed: {err}"
             self.get_logger().error(self._last["error"])

@@ -22,6 +22,7 @@ def collected(tmp_path_factory):
 def test_one_bag_per_episode_with_robot_topics(collected):
     out, summary = collected
     assert summary["episodes"] == 2 and summary["frames"] == 2 * 13
+    assert summary["policy"] == "explore" and summary["policy_settings"] == {}
     assert json.loads((out / "collect.json").read_text())["seed"] == 3
     bag = open_bag(episode_dir(out, 3))
     counts = {name: info.count for name, info in bag.topics.items()}

@@ -115,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("explore", "poses"),  # wm_ros.sim.exploration.POLICIES (not imported: mujoco)
         default="explore",
         help="explore: the world model's data (joint motion and sweeps through the puck); "
-        "poses: joint motion over 0.95 x the limits (the goal-pose estimator's data)",
+        "poses: joint motion over 0.95 x the limits, half the waypoints at its edges (the "
+        "goal-pose estimator's data)",
     )
     collect.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap")
     collect.set_defaults(func=_cmd_collect)

@@ -181,9 +181,9 @@ class Trainer:
         self.state = {"done": {s: 0 for s in STAGES}}
         self.prior: ActionPrior | None = None
         self.pose: PoseEstimator | None = None
-        # The world model's data and device as config.json recorded them (a resumed pose stage
-        # runs on other data, maybe another device: its own record is kept beside them).
-        self._recorded_data = self._recorded_device = None
+        # config.json's training record when resuming: its "data" and "device" are the world
+        # model's (a pose stage runs on other data, maybe another device, recorded beside them).
+        self._recorded: dict = {}
         if state_path.is_file():
             self.model = load_model(self.out, self.device).train()
             self.state = json.loads(state_path.read_text())
@@ -193,9 +193,7 @@ class Trainer:
                 self.prior = load_prior(self.out, self.device).train()
             if has_pose_estimator(self.out):
                 self.pose = load_pose_estimator(self.out, self.device).train()
-            recorded = read_config(self.out)[1].get("training", {})
-            self._recorded_data = recorded.get("data")
-            self._recorded_device = recorded.get("device")
+            self._recorded = read_config(self.out)[1].get("training", {})
             log.info("resuming from %s: %s", self.out, self.state["done"])
         else:
             torch.manual_seed(train_cfg.seed)
@@ -410,27 +408,26 @@ class Trainer:
         with (self.out / LOG_FILE).open("a") as f:
             f.write(json.dumps(record) + "\n")
 
-    def checkpoint(self, opt: torch.optim.Optimizer) -> None:
+    def _device_name(self) -> str:
         from wm_ros.eval.timing import cpu_model
 
-        device = (
-            torch.cuda.get_device_name(self.device)
-            if self.device.type == "cuda"
-            else f"cpu ({cpu_model()}, {torch.get_num_threads()} threads)"
-        )
-        self.state.setdefault("device", {})[self.state["stage"]] = device
+        if self.device.type == "cuda":
+            return torch.cuda.get_device_name(self.device)
+        return f"cpu ({cpu_model()}, {torch.get_num_threads()} threads)"
 
-        def world_model(record: str, recorded, current):
-            by_stage = self.state.get(record, {})
-            return next((by_stage[s] for s in WORLD_MODEL_STAGES if s in by_stage), None) or (
-                recorded or current
-            )
+    def _world_model_record(self, key: str) -> object:
+        """The world model's `key` ("data", "device") record: its latest stage's, else what
+        config.json had, else the current stage's."""
+        by_stage = self.state[key]
+        latest = next((by_stage[s] for s in WORLD_MODEL_STAGES if s in by_stage), None)
+        return latest or self._recorded.get(key) or by_stage[self.state["stage"]]
 
+    def checkpoint(self, opt: torch.optim.Optimizer) -> None:
         training = {
             "done": self.state["done"],
-            "data": world_model("data", self._recorded_data, self.data_info),
-            "data_by_stage": self.state.get("data", {}),
-            "device": world_model("device", self._recorded_device, device),
+            "data": self._world_model_record("data"),
+            "data_by_stage": self.state["data"],
+            "device": self._world_model_record("device"),
             "device_by_stage": self.state["device"],
             "processes": self.world,
             "batch_size_per_process": self.cfg.batch_size,
@@ -478,6 +475,7 @@ class Trainer:
             _load_optimizer(opt, self.out / OPTIM_FILE)
         self.state["stage"] = stage
         self.state.setdefault("data", {})[stage] = self.data_info
+        self.state.setdefault("device", {})[stage] = self._device_name()
         self._latents.clear()
         sid = STAGES.index(stage)
         t0, loss_value = time.perf_counter(), float("nan")

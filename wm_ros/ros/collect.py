@@ -31,7 +31,7 @@ from wm_ros.ros.conversions import (
     vector_to_joint_state,
 )
 from wm_ros.sim import TabletopSim
-from wm_ros.sim.exploration import ExplorationPolicy, collection_policy
+from wm_ros.sim.exploration import POLICIES, ExplorationPolicy, collection_policy
 from wm_ros.types import JointTrajectory
 
 log = logging.getLogger(__name__)
@@ -170,6 +170,7 @@ def collect(
         "puck_moving_threshold_m": PUCK_MOVING_M,
         "storage": storage,
         "policy": policy,
+        "policy_settings": POLICIES[policy],  # the mixture's ExplorationPolicy keywords
         "sim": cfg.to_dict(),
         "machine": f"{platform.machine()} {platform.processor() or ''} {platform.node()}".strip(),
         "per_episode": per_episode,

@@ -7,9 +7,10 @@ A seeded mixture of segments, each a few control steps long:
   random direction at a random speed, with noise (makes the puck move, in every direction).
 
 `POLICIES` names the mixtures `wm-ros collect --policy` records: `explore` (the world model's
-data) and `poses` (joint motion alone over 0.95 x every joint's range, the base joint included:
-the goal-pose estimator's data, wm_ros.planning.goal_pose, which must cover reach goals out to
-0.9 x the limits where exploration rarely goes).
+data) and `poses` (joint motion alone over 0.95 x every joint's range, the base joint included,
+half the waypoint joints at the range's edges: the goal-pose estimator's data,
+wm_ros.planning.goal_pose, which must cover reach goals out to 0.9 x the limits where
+exploration rarely goes).
 
 Puck re-placement happens only at `TabletopSim.reset`, never mid-episode, so every transition in
 the data is physical. Sweeps steer the puck back towards the middle of the workspace when it

@@ -320,15 +320,18 @@ def test_corrupt_metadata_and_unknown_topics(tmp_path):
 
 WRITER_SCRIPT = textwrap.dedent(
     """
-    import sys, time, numpy as np
+    import signal, sys, time, numpy as np
+    # SIGINT as Python sets it up from a terminal: a job started in the background (`make test
+    # &`, nohup) inherits SIGINT ignored, and Python keeps it ignored, so no signal would arrive.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from wm_ros.ros.bag import BagWriter
     from wm_ros.ros.conversions import numpy_to_image
     frame = numpy_to_image(np.zeros((16, 16, 3), np.uint8), "rgb8")
     with BagWriter(sys.argv[1], sys.argv[2]) as bag:
         i = 0
         while True:
-            # Bounded (at most 40 MB). Unbounded 64x64 frames grew the bag 330 MB/s; on a loaded
-            # machine the writer once outlived the 30 s wait after SIGINT, likely for that.
+            # Bounded (at most 40 MB): unbounded 64x64 frames grew the bag 330 MB/s. (A writer
+            # that outlived the 30 s wait after SIGINT had inherited SIGINT ignored: above.)
             if i < 50_000:
                 bag.write("/camera/image_raw", i * 1000, frame)
                 i += 1

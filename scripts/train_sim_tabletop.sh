@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Rebuild models/sim_tabletop from nothing: collect simulator episodes, train the world model,
-# its action prior and the goal-pose estimator, train the ablations on the same autoencoder and base, measure all of
-# them on held-out seeds and write the model card. Every figure in the card comes from here.
+# its action prior and the goal-pose estimator, train the ablations on the same autoencoder and
+# base, measure all of them on held-out seeds and write the model card. Every figure in the card
+# comes from here.
 #
 #   scripts/train_sim_tabletop.sh [WORK_DIR]      (default /tmp/wm_ros_train; needs make's .venv)
 #
-# On the 2-core CPU the model takes about 65 minutes (autoencoder 11, base 7, adapter 32, prior 1,
-# pose estimator 8 after 3 of collecting its episodes)
+# On the 2-core CPU the model takes about 75 minutes (autoencoder 11, base 7, adapter 32, prior 1,
+# pose estimator 13-15 after 3 of collecting its episodes)
 # and the ablations about 40 more (estimated: here they were run two at a time, one thread
 # each, 17-19 minutes apiece); on one GPU, minutes.
 # Multi-GPU: prefix the train commands with

@@ -1,5 +1,5 @@
-"""The goal-pose estimator: its training stage, its files, the session's goal pose from a goal
-image, the joint-goal cost's margin and the pose-collection policy."""
+"""The goal-pose estimator: its training stage, its keypoint fit, its files, the session's goal
+pose from a goal image, the joint-goal cost's margin and the pose-collection policy."""
 
 import json
 from types import SimpleNamespace
@@ -22,8 +22,9 @@ from wm_ros.config import (
 from wm_ros.data import sim_episodes
 from wm_ros.model import CheckpointError, WorldModel, load_model
 from wm_ros.model.checkpoint import read_config
+from wm_ros.model.conditioning import model_prompt_renderer
 from wm_ros.planning.costs import plan_cost
-from wm_ros.planning.goal_pose import PoseEstimator, load_pose_estimator
+from wm_ros.planning.goal_pose import PoseEstimator, fit_joints, load_pose_estimator
 from wm_ros.planning.session import PlanningSession
 from wm_ros.sim import TabletopSim
 from wm_ros.sim.exploration import ExplorationPolicy, collection_policy
@@ -38,6 +39,7 @@ FAST = TrainConfig(
     log_every=10, val_fraction=0,
 )  # fmt: skip
 JOINTS = ("joint1", "joint2", "joint3", "joint4")
+KEYPOINTS = ("base_link", "link1", "link2", "link3", "link4", "tool")
 
 
 @pytest.fixture(scope="module")
@@ -45,20 +47,21 @@ def episodes():
     return sim_episodes([0, 1, 2], steps=16, image_size=16)
 
 
-def test_pose_stage_learns_the_joints_and_keeps_the_world_models_data_record(tmp_path, episodes):
+def test_pose_stage_learns_the_keypoints_and_keeps_the_world_models_data_record(tmp_path, episodes):
     trainer = Trainer(episodes[:1], tmp_path / "m", TINY, FAST)
     trainer.run_stage("autoencoder", steps=2)
     world_data = read_config(tmp_path / "m")[1]["training"]["data"]
     # The pose stage trains on other bags: a resumed trainer on another episode set.
     trainer = Trainer(episodes, tmp_path / "m", TINY, FAST)
     data = trainer.data
-    hold_mean = float(np.mean((data.joints - data.joints.mean(axis=0)) ** 2))
+    truth = trainer.renderer().project(data.joints)[0]  # (F, K, 2) pixels
+    guess = (truth - truth.mean(dim=0)).norm(dim=-1).mean()  # one place for every keypoint
     trainer.run_stage("pose", steps=200)
-    with torch.no_grad():
-        last = np.mean([float(trainer.loss("pose", data, (4, i))) for i in range(4)])
-    assert last < 0.5 * hold_mean, (hold_mean, last)  # beats guessing the mean pose
     est = load_pose_estimator(tmp_path / "m")
+    found = torch.as_tensor(est.keypoints(data.frames), dtype=truth.dtype)
+    assert (found - truth).norm(dim=-1).mean() < 0.5 * guess
     assert est.cfg.joint_names == JOINTS and est.cfg.image_size == TINY.image_size
+    assert est.cfg.keypoints == trainer.renderer().skeleton.keypoint_names
     frames = torch.as_tensor(data.frames[:5])
     torch.testing.assert_close(est(frames), trainer.pose.eval()(frames))
     training = read_config(tmp_path / "m")[1]["training"]
@@ -67,6 +70,25 @@ def test_pose_stage_learns_the_joints_and_keeps_the_world_models_data_record(tmp
     assert set(training["device_by_stage"]) == {"autoencoder", "pose"}
     load_model(tmp_path / "m")  # the world model is still loadable beside it
     assert Trainer(episodes, tmp_path / "m", TINY, FAST).pose is not None
+
+
+def test_the_fit_recovers_joints_from_their_keypoints_and_names_a_foreign_renderer():
+    renderer = model_prompt_renderer(ModelConfig(image_size=64))
+    limits = renderer.model.joint_limits
+    q = np.random.default_rng(0).uniform(0.9 * limits[:, 0], 0.9 * limits[:, 1], (16, 4))
+    uv = renderer.project(q)[0].double().numpy()
+    fitted, residual = fit_joints(uv, renderer, starts=64, iterations=200)
+    assert np.abs(fitted - q).max() < 0.02 and residual.max() < 0.1
+    # one keypoint 3 px off: the robust fit keeps the others, the residual shows it
+    uv[:, 2, 0] += 3.0
+    fitted, residual = fit_joints(uv, renderer, starts=64, iterations=200)
+    assert np.median(np.abs(fitted - q).max(axis=1)) < 0.15 and np.all(residual > 0.3)
+    est = PoseEstimator(PoseConfig(image_size=16, keypoints=("base_link", "tool")))
+    with pytest.raises(ValueError, match="finds keypoints"):
+        est.fit(uv, renderer)
+    est = PoseEstimator(PoseConfig(image_size=16, keypoints=renderer.skeleton.keypoint_names))
+    with pytest.raises(ValueError, match="reads 16 px images"):
+        est.fit(uv, renderer)
 
 
 def test_missing_or_mismatched_pose_estimator_is_named(tmp_path, episodes):
@@ -84,14 +106,16 @@ def test_missing_or_mismatched_pose_estimator_is_named(tmp_path, episodes):
 
 
 def test_pose_estimator_names_a_wrong_frame_size_and_a_bad_config():
-    est = PoseEstimator(PoseConfig(image_size=16, num_joints=4))
-    assert est(torch.zeros(2, 16, 16, 3, dtype=torch.uint8)).shape == (2, 4)
+    est = PoseEstimator(PoseConfig(image_size=16, num_joints=4, keypoints=KEYPOINTS))
+    assert est(torch.zeros(2, 16, 16, 3, dtype=torch.uint8)).shape == (2, len(KEYPOINTS), 2)
     with pytest.raises(ValueError, match=r"\(N, 16, 16, 3\) frames"):
         est(torch.zeros(2, 3, 16, 16, dtype=torch.uint8))
-    with pytest.raises(ValueError, match="multiple of 16"):
+    with pytest.raises(ValueError, match="multiple of 8"):
         PoseConfig(image_size=20)
     with pytest.raises(ValueError, match="joint_mean"):
         PoseConfig(num_joints=4, joint_mean=(0.0, 1.0))
+    with pytest.raises(ValueError, match="keypoints must name"):
+        PoseEstimator(PoseConfig(image_size=16))
 
 
 def test_joint_goal_counts_only_beyond_the_margin():
@@ -111,14 +135,16 @@ def test_joint_goal_counts_only_beyond_the_margin():
 
 
 class FixedPose(PoseEstimator):
-    """An estimator that reads every image as one pose."""
+    """An estimator that finds the keypoints of one pose in every image."""
 
     def __init__(self, q):
-        super().__init__(PoseConfig(image_size=16, num_joints=4, joint_names=JOINTS))
-        self.q = torch.as_tensor(q, dtype=torch.float32)
+        cfg = PoseConfig(image_size=16, num_joints=4, keypoints=KEYPOINTS, joint_names=JOINTS)
+        super().__init__(cfg)
+        self.q = np.asarray(q, dtype=np.float64)
 
-    def forward(self, frames):
-        return self.q.expand(frames.shape[0], -1)
+    def keypoints(self, frames, batch=256):
+        uv = model_prompt_renderer(TINY).project(self.q)[0].double().numpy()
+        return np.repeat(uv[None], len(frames), axis=0)
 
 
 def session_with(goal_pose, pose):
@@ -133,25 +159,40 @@ def session_with(goal_pose, pose):
 def test_the_goal_pose_comes_from_the_image_unless_one_is_given():
     with TabletopSim(SimConfig(image_width=16, image_height=16)) as sim:
         sim.reset(3)
-        goal, q = sim.task.goal_image, sim.task.goal_joints
+        goal, q, cam = sim.task.goal_image, sim.task.goal_joints, sim.camera_model()
     read = np.array([0.1, -0.2, 0.3, -0.4])
-    auto = session_with("auto", FixedPose(read))
-    auto.set_goal(goal)
-    np.testing.assert_allclose(auto.goal_joints(), read, atol=1e-6)  # the image alone
+
+    def session(goal_pose):
+        s = session_with(goal_pose, FixedPose(read))
+        s.set_goal(goal)
+        assert s.goal_joints() is None  # the fit waits for the camera
+        s.set_camera(cam.width, cam.height, cam.k.ravel(), cam.d)
+        return s
+
+    auto = session("auto")
+    np.testing.assert_allclose(auto.goal_joints(), read, atol=0.02)  # the image alone
+    status = auto.goal_pose_status()
+    assert status["goal_pose"] == "image" and 0 <= status["goal_pose_fit_px"] < 0.1
     auto.set_goal_joints(JOINTS, q)
     np.testing.assert_array_equal(auto.goal_joints(), q)  # a sent pose wins
-    image = session_with("image", FixedPose(read))
-    image.set_goal(goal)
+    assert auto.goal_pose_status() == {"goal_pose": "given", "goal_pose_fit_px": None}
+    image = session("image")
     image.set_goal_joints(JOINTS, q)
-    np.testing.assert_allclose(image.goal_joints(), read, atol=1e-6)
+    np.testing.assert_allclose(image.goal_joints(), read, atol=0.02)
+    image.set_goal(np.ascontiguousarray(goal[::-1]))  # a new goal: fitted again at once
+    np.testing.assert_allclose(image.goal_joints(), read, atol=0.02)
     given = session_with("given", FixedPose(read))
     given.set_goal(goal)
     assert given.goal_joints() is None  # never the estimate
     assert session_with("auto", None).goal_joints() is None
+    assert session_with("auto", None).goal_pose_status()["goal_pose"] == "none"
     with pytest.raises(ValueError, match="pose estimator"):
         session_with("image", None)
     with pytest.raises(ValueError, match="goal_pose must be one of"):
         PlannerConfig(goal_pose="guess")
+    other = PoseEstimator(PoseConfig(image_size=16, keypoints=("base_link", "tool")))
+    with pytest.raises(ValueError, match="finds keypoints"):
+        session_with("image", other)
 
 
 def test_pose_policy_covers_the_joint_range_that_exploration_leaves_out():

@@ -50,12 +50,14 @@ def test_card_reports_the_recorded_figures_and_the_targets(tmp_path):
     assert "## Goal-pose estimator" not in card
     trainer.run_stage("pose", steps=2)
     frames, joints = episodes[0].frames, episodes[0].joints
-    pose = {"seeds": [0, 4], "goal_images": pose_errors(trainer.pose.eval(), frames, joints)}
+    figures = pose_errors(trainer.pose.eval(), frames, joints, trainer.renderer())
+    pose = {"seeds": [0, 4], "goal_images": figures}
     (evals / "pose.json").write_text(json.dumps(pose))
     card = render_card(tmp_path / "m", tmp_path / "m", evals, None)
     assert "## Goal-pose estimator" in card and "| pose | 2 |" in card
     assert f"{pose['goal_images']['max_joint_error_rad']['p50']:.3f}" in card
     assert "Trained on 1 episodes" in card  # the pose stage's own data record
+    assert f"{figures['keypoint_error_px']['mean_per_keypoint'][-1]:.2f} |" in card
 
 
 def test_stage_times_add_up_resumed_runs(tmp_path):

@@ -12,6 +12,7 @@ from wm_ros.eval.pose import pose_errors, task_goal_images
 from wm_ros.eval.predict import evaluate_prediction
 from wm_ros.eval.prior import evaluate_prior
 from wm_ros.model import load_model
+from wm_ros.model.conditioning import model_prompt_renderer
 from wm_ros.paths import models_dir
 from wm_ros.planning import load_prior
 from wm_ros.planning.goal_pose import load_pose_estimator
@@ -50,11 +51,12 @@ def test_shipped_prior_beats_holding_the_pose(shipped):
 
 
 def test_shipped_pose_estimator_reads_goal_poses_better_than_the_mean_pose(shipped):
-    directory, _, episodes = shipped
+    directory, model, episodes = shipped
     est = load_pose_estimator(directory)
+    renderer = model_prompt_renderer(model.cfg)
     images, joints = task_goal_images("reach", range(950_000, 950_010), est.cfg.image_size)
-    goals = pose_errors(est, images, joints)
+    goals = pose_errors(est, images, joints, renderer)
     pairs = zip(goals["mae_rad"], goals["mean_pose_mae_rad"], strict=True)
     assert all(e < g for e, g in pairs), goals
-    frames = pose_errors(est, episodes[0].frames, episodes[0].joints)
+    frames = pose_errors(est, episodes[0].frames, episodes[0].joints, renderer)
     assert max(frames["mae_rad"]) < 0.3, frames  # recorded frames: within the data it knows

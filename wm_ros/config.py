@@ -550,30 +550,41 @@ class PriorConfig(ConfigBase):
 @dataclass(frozen=True)
 class PoseConfig(ConfigBase):
     """The goal-pose estimator (wm_ros.planning.goal_pose): the arm's joint positions from one
-    camera image, for the joint-goal cost when a goal comes as an image alone.
+    camera image, for the joint-goal cost when a goal comes as an image alone. A network finds
+    the skeleton's keypoints in the image; the joints are fitted to them through the URDF and
+    the camera.
 
     Attributes:
-        image_size: S of the (S, S, 3) images it reads (the world model's).
+        image_size: S of the (S, S, 3) images it reads (the world model's); a multiple of 8.
         num_joints: J, joints it estimates.
-        width: channels of its first conv stage (doubled at the third, quadrupled at the fourth).
-        hidden: size of its MLP.
-        joint_mean: (J,) mean joint positions of its training data, rad: it predicts offsets.
+        keypoints: the skeleton keypoints it finds, in order (wm_ros.kinematics.Skeleton names;
+            checked against the renderer it fits with).
+        width: channels of its network at S/2 (S/2 at S, 2x at S/4, 3x at S/8); a multiple of 8.
+        joint_mean: (J,) mean joint positions of its training data, rad (one of the fit's
+            starting poses, and the guess its figures are compared with).
         joint_names: the joints of its outputs, in order (matched by name at run time).
+        fit_starts: starting poses of the fit per image (the mean pose and random ones within the
+            joint limits); the one that fits the keypoints best wins.
+        fit_iterations: gradient steps of the fit.
     """
 
     image_size: int = 64
     num_joints: int = 4
+    keypoints: tuple[str, ...] = ()
     width: int = 32
-    hidden: int = 256
     joint_mean: tuple[float, ...] = ()
     joint_names: tuple[str, ...] = ()
+    fit_starts: int = 64
+    fit_iterations: int = 200
 
     def __post_init__(self) -> None:
-        for name in ("num_joints", "width", "hidden"):
+        for name in ("num_joints", "width", "fit_starts", "fit_iterations"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.image_size < 16 or self.image_size % 16:
-            raise ValueError(f"image_size must be a multiple of 16, got {self.image_size}")
+        if self.image_size < 16 or self.image_size % 8:
+            raise ValueError(f"image_size must be a multiple of 8 from 16, got {self.image_size}")
+        if self.width % 8:
+            raise ValueError(f"width must be a multiple of 8, got {self.width}")
         for name in ("joint_mean", "joint_names"):
             if getattr(self, name) and len(getattr(self, name)) != self.num_joints:
                 raise ValueError(f"{len(getattr(self, name))} {name} for {self.num_joints} joints")
@@ -847,8 +858,7 @@ class TrainConfig(ConfigBase):
         grad_clip: gradient norm clip (0 = off).
         autoencoder_steps, base_steps, adapter_steps, prior_steps, pose_steps: steps of each
             stage.
-        pose_batch_size: frames per step of the pose stage (a small network: a bigger batch
-            costs little).
+        pose_batch_size: frames per step of the pose stage.
         foreground_weight: extra reconstruction weight of arm and puck pixels (labels > 0),
             so the small moving objects are not averaged away.
         flow_foreground_weight: extra weight, in the adapter's flow loss, of the latent cells
@@ -878,8 +888,8 @@ class TrainConfig(ConfigBase):
     base_steps: int = 4000
     adapter_steps: int = 4000
     prior_steps: int = 1500
-    pose_steps: int = 6000
-    pose_batch_size: int = 128
+    pose_steps: int = 3000
+    pose_batch_size: int = 64
     foreground_weight: float = 10.0
     flow_foreground_weight: float = 0.0
     latent_l2: float = 1e-4

@@ -6,9 +6,10 @@ windows), `adapter` (the same objective through the full model, base frozen; the
 conditioning is the skeleton prompts of the commanded joint targets, or the raw targets),
 `prior` (the learned action prior, wm_ros.planning.prior: Gaussian likelihood of the next H
 targets given the context latents and the current joints), `pose` (the goal-pose estimator,
-wm_ros.planning.goal_pose: squared error of the joint positions it reads off each frame; its
-data may be other bags than the world model's, `wm-ros collect --policy poses`, and
-config.json's training record keeps each stage's data apart).
+wm_ros.planning.goal_pose: its heatmaps against the recorded joints' skeleton keypoints,
+projected through the prompt renderer's camera; its data may be other bags than the world
+model's, `wm-ros collect --policy poses`, and config.json's training record keeps each stage's
+data apart).
 
 `init_from` starts a new directory from another model's trained parts (the autoencoder, and the
 base when both have one and their flows have the same data: ModelConfig.residual), marking those
@@ -54,6 +55,7 @@ from wm_ros.model.world_model import to_flow_data
 from wm_ros.planning.goal_pose import (
     PoseEstimator,
     has_pose_estimator,
+    keypoint_loss,
     load_pose_estimator,
     save_pose_estimator,
 )
@@ -260,18 +262,25 @@ class Trainer:
         return self.prior
 
     def pose_net(self) -> PoseEstimator:
-        """The goal-pose estimator being trained (built on first use, seeded; it predicts
-        offsets from the mean pose of the data it first trains on)."""
+        """The goal-pose estimator being trained (built on first use, seeded): it finds the
+        keypoints of the renderer's skeleton, its joints are the renderer's."""
         if self.pose is None:
             torch.manual_seed(self.cfg.seed + 2)
+            renderer = self.renderer()
+            mean = self.data.joints[:, self._pose_joint_order()].mean(axis=0)
             pcfg = PoseConfig(
                 image_size=self.model.cfg.image_size,
-                num_joints=self.data.joints.shape[1],
-                joint_mean=tuple(float(v) for v in self.data.joints.mean(axis=0)),
-                joint_names=tuple(self.joint_names),
+                num_joints=len(renderer.joint_names),
+                keypoints=tuple(renderer.skeleton.keypoint_names),
+                joint_mean=tuple(float(v) for v in mean),
+                joint_names=tuple(renderer.joint_names),
             )
             self.pose = PoseEstimator(pcfg).to(self.device)
         return self.pose
+
+    def _pose_joint_order(self) -> np.ndarray:
+        """Columns of the data's joints in the renderer's joint order."""
+        return self.renderer().joint_order(self.joint_names)
 
     def stage_module(self, stage: str) -> torch.nn.Module | None:
         """The part a stage trains (None: this model has no such part)."""
@@ -385,8 +394,13 @@ class Trainer:
     def pose_loss(self, data: EpisodeSet, rng: np.random.Generator) -> torch.Tensor:
         idx = rng.integers(0, len(data.frames), size=self.cfg.pose_batch_size)
         frames = torch.as_tensor(data.frames[idx], device=self.device)  # (B, S, S, 3) uint8
-        target = torch.as_tensor(data.joints[idx], device=self.device)  # (B, J)
-        return (self.pose_net()(frames).float() - target).pow(2).mean()
+        logits = self.pose_net().heatmap_logits(frames).float()
+        # Sub-pixel targets and the soft-argmax in float32, outside bf16 autocast.
+        with torch.autocast(self.device.type, enabled=False):
+            with torch.no_grad():  # the recorded joints' keypoints, projected: the targets
+                q = data.joints[idx][:, self._pose_joint_order()]
+                target = self.renderer().project(q)[0]
+            return keypoint_loss(logits, target, self.model.cfg.image_size)[0]
 
     def loss(self, stage: str, data: EpisodeSet, seed_parts: tuple[int, ...]) -> torch.Tensor:
         # Each process of a distributed run draws its own windows and noise.

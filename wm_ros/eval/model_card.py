@@ -317,21 +317,26 @@ def _pose_lines(path: Path, data: dict | None) -> list[str]:
         "",
         "## Goal-pose estimator (`wm-ros eval pose`)",
         "",
-        f"Reads the arm's joints off a goal image for the planner's joint-goal term. Trained on "
-        f"{trained}: the world model's exploration episodes and `wm-ros collect --policy poses` "
-        "episodes (joint motion over 0.95 x the limits, half the waypoints at its edges).",
+        f"Reads the arm's joints off a goal image for the planner's joint-goal term: a U-Net "
+        "finds the skeleton's keypoints, the joints are fitted to them through the URDF and the "
+        f"camera. Trained on {trained}: the world model's exploration episodes and `wm-ros "
+        "collect --policy poses` episodes (joint motion over 0.95 x the limits, half the "
+        "waypoints at its edges).",
         "",
         "| images | mean abs error per joint, rad | guessing the mean pose, rad | largest joint "
-        "error p50 / p90, rad | within 0.15 / 0.3 / 0.5 rad |",
-        "|---|---|---|---|---|",
+        "error p50 / p90, rad | within 0.15 / 0.3 / 0.5 rad | keypoint error per keypoint, px "
+        "| fit residual p50, px |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, f in rows:
         w = f["max_joint_error_rad"]
+        kp = f.get("keypoint_error_px", {}).get("mean_per_keypoint", [])
         lines.append(
             f"| {name} ({f['images']}) | {', '.join(f'{v:.3f}' for v in f['mae_rad'])} | "
             f"{', '.join(f'{v:.2f}' for v in f['mean_pose_mae_rad'])} | {w['p50']:.3f} / "
             f"{w['p90']:.3f} | {w['within_0.15']:.2f} / {w['within_0.3']:.2f} / "
-            f"{w['within_0.5']:.2f} |"
+            f"{w['within_0.5']:.2f} | {', '.join(f'{v:.2f}' for v in kp) or '-'} | "
+            f"{f.get('fit_residual_px_p50', float('nan')):.2f} |"
         )
     return lines
 

@@ -4,7 +4,9 @@ joints off an image.
 On the goal images of simulator tasks (the images it serves in planning, seeded episodes) and,
 with --data, on every frame of episode bags: mean absolute error per joint, and the largest
 joint error per image (median, 90th percentile, fraction within 0.15 rad (the reach task's
-tolerance), 0.3 and 0.5 rad), beside the error of guessing the estimator's mean pose.
+tolerance), 0.3 and 0.5 rad), beside the error of guessing the estimator's mean pose; the
+distance of the keypoints it finds to the true ones (pixels, per keypoint) and how well the
+fitted joints reproject onto them.
 """
 
 from __future__ import annotations
@@ -23,9 +25,14 @@ log = logging.getLogger(__name__)
 WITHIN_RAD = (0.15, 0.3, 0.5)
 
 
-def pose_errors(est: PoseEstimator, frames: np.ndarray, joints: np.ndarray) -> dict:
-    """Figures (module doc) of `est` on (N, S, S, 3) uint8 frames with their (N, J) joints."""
-    q = np.concatenate([est.estimate(frames[i : i + 512]) for i in range(0, len(frames), 512)])
+def pose_errors(est: PoseEstimator, frames: np.ndarray, joints: np.ndarray, renderer) -> dict:
+    """Figures (module doc) of `est` on (N, S, S, 3) uint8 frames with their (N, J) joints;
+    `renderer` (a PromptRenderer of the camera that took them, at S x S) projects the true
+    keypoints and fits the joints."""
+    uv = est.keypoints(frames)
+    q, residual = est.fit(uv, renderer)
+    truth_uv = renderer.project(np.asarray(joints, dtype=np.float64))[0].double().cpu().numpy()
+    keypoint_err = np.linalg.norm(uv - truth_uv, axis=-1)  # (N, K) pixels
     err = np.abs(q - joints)
     worst = err.max(axis=1)
     guess = np.abs(np.asarray(est.joint_mean.cpu(), dtype=np.float64) - joints)
@@ -38,6 +45,11 @@ def pose_errors(est: PoseEstimator, frames: np.ndarray, joints: np.ndarray) -> d
             "p90": float(np.quantile(worst, 0.9)),
             **{f"within_{t}": float(np.mean(worst < t)) for t in WITHIN_RAD},
         },
+        "keypoint_error_px": {
+            "mean_per_keypoint": keypoint_err.mean(axis=0).round(3).tolist(),
+            "p90": float(np.quantile(keypoint_err, 0.9)),
+        },
+        "fit_residual_px_p50": float(np.median(residual)),
     }
 
 
@@ -60,12 +72,15 @@ def task_goal_images(task: str, seeds: range, image_size: int) -> tuple[np.ndarr
 def _cmd_pose(args: argparse.Namespace) -> int:
     from wm_ros.eval.timing import machine_info
     from wm_ros.model import CheckpointError
+    from wm_ros.model.checkpoint import read_config
+    from wm_ros.model.conditioning import model_prompt_renderer
     from wm_ros.planning.goal_pose import load_pose_estimator
     from wm_ros.ros.episodes import EpisodeBagError, load_episodes
 
     try:
         est = load_pose_estimator(args.model)
-        episodes = load_episodes(args.data, est.cfg.joint_names or None) if args.data else []
+        renderer = model_prompt_renderer(read_config(args.model)[0])
+        episodes = load_episodes(args.data, renderer.joint_names) if args.data else []
     except (CheckpointError, EpisodeBagError) as err:
         log.error("wm-ros eval pose: %s", err)
         return 2
@@ -75,7 +90,7 @@ def _cmd_pose(args: argparse.Namespace) -> int:
         "model": str(args.model),
         "task": args.task,
         "seeds": [seeds.start, seeds.stop - 1],
-        "goal_images": pose_errors(est, images, joints),
+        "goal_images": pose_errors(est, images, joints, renderer),
         "machine": machine_info(),
     }
     if episodes:
@@ -91,14 +106,14 @@ def _cmd_pose(args: argparse.Namespace) -> int:
         out["data"] = {
             "bags": str(args.data),
             "episodes": len(episodes),
-            **pose_errors(est, frames, np.concatenate([e.joints for e in episodes])),
+            **pose_errors(est, frames, np.concatenate([e.joints for e in episodes]), renderer),
         }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(out, indent=2))
     g = out["goal_images"]
     log.info(
         "%s goal images, seeds %d-%d: mean |error| per joint %s rad (mean pose %s); largest "
-        "joint error p50 %.3f rad, within 0.15 rad %.2f -> %s",
+        "joint error p50 %.3f rad, within 0.15 rad %.2f; keypoints off by %s px -> %s",
         args.task,
         seeds.start,
         seeds.stop - 1,
@@ -106,6 +121,7 @@ def _cmd_pose(args: argparse.Namespace) -> int:
         g["mean_pose_mae_rad"],
         g["max_joint_error_rad"]["p50"],
         g["max_joint_error_rad"]["within_0.15"],
+        g["keypoint_error_px"]["mean_per_keypoint"],
         args.json,
     )
     if episodes:

@@ -157,13 +157,18 @@ class PlanningSession:
                 "`wm-ros train --stage pose`)"
             )
         self.pose = pose if pc.goal_pose != "given" else None
+        if self.pose is not None:
+            _check_pose_skeleton(self.pose.cfg, self.robot)
         self.planner = Planner(pc, self.actions, prior=prior)
         self.world = planning_world(model, cfg, resolve_model_dir(cfg.model) / "onnx")
         self.history = FrameHistory(mc.memory + mc.context, pc.dt, mc.image_size)
         self.rollout: WorldModelRollout | None = None
         self.masker: RobotMasker | None = None  # with cost.robot_mask_px, once a camera is set
         self._goal_joints: tuple[np.ndarray, float | None] | None = None  # the goal's pose
-        self._goal_pose_estimate: np.ndarray | None = None  # read off the goal image
+        self._goal_keypoints: np.ndarray | None = None  # (K, 2) found in the goal image
+        self._goal_pose_estimate: np.ndarray | None = None  # fitted to them (needs the camera)
+        self._goal_pose_residual: float | None = None  # px, how well it fits them
+        self._pose_renderer = None  # the fit's keypoint projection, on the CPU
         self._goal_stamp: float | None = None
         self.camera: CameraModel | None = None
         self._joints: tuple[np.ndarray, float] | None = None
@@ -222,8 +227,13 @@ class PlanningSession:
                 grey = PromptRenderer(self.robot, cam, pcfg.replace(channels=1), str(self.device))
                 prompts = PromptDrawer(grey, self.joint_names)
             masker = RobotMasker(prompts, mask_px, self.model.latent_shape()[1:])
+        pose_renderer = None
+        if self.pose is not None:  # its own renderer: the fit runs in the caller's thread
+            pose_renderer = PromptRenderer(self.robot, cam, pcfg.replace(channels=1))
         with self._lock:
             self.camera, self.rollout, self.masker = cam, rollout, masker
+            self._pose_renderer, self._goal_pose_estimate = pose_renderer, None
+        self._fit_goal_pose()
 
     def add_image(self, image: np.ndarray, stamp: float) -> None:
         """(H, W, 3) uint8 RGB camera frame with its stamp, s."""
@@ -260,13 +270,27 @@ class PlanningSession:
             return  # the same goal again (a re-sent latched message): keep planning toward it
         with torch.no_grad():
             latent = self.world.encode_frames(goal[None])[0]
-        estimate = None if self.pose is None else self.pose.estimate(goal[None])[0]
+        keypoints = None if self.pose is None else self.pose.keypoints(goal[None])[0]
         with self._lock:
             self._goal_image, self._goal, self._goal_stamp = goal, latent, stamp
-            self._goal_pose_estimate = estimate
+            self._goal_keypoints, self._goal_pose_estimate = keypoints, None
             self._goal_generation += 1
             self.planner.reset()
             self._last_plan_stamp = None
+        self._fit_goal_pose()
+
+    def _fit_goal_pose(self) -> None:
+        """Fit the goal pose to the goal image's keypoints once both they and the camera are
+        known (wm_ros.planning.goal_pose); a goal or camera that changes meanwhile wins."""
+        with self._lock:
+            renderer, keypoints = self._pose_renderer, self._goal_keypoints
+            generation = self._goal_generation
+            if renderer is None or keypoints is None or self._goal_pose_estimate is not None:
+                return
+        q, residual = self.pose.fit(keypoints[None], renderer)
+        with self._lock:
+            if generation == self._goal_generation and renderer is self._pose_renderer:
+                self._goal_pose_estimate, self._goal_pose_residual = q[0], float(residual[0])
 
     def set_goal_joints(
         self, names: Sequence[str], positions: Sequence[float], stamp: float | None = None
@@ -294,6 +318,17 @@ class PlanningSession:
         if given is not None or source == "given":
             return given
         return self._goal_pose_estimate
+
+    def goal_pose_status(self) -> dict:
+        """For diagnostics: where the goal pose comes from ("given", "image" or "none") and,
+        for one read off the image, the mean distance (px) of its keypoints to those found."""
+        with self._lock:
+            source = self.cfg.planner.goal_pose
+            if source != "image" and self._given_goal_joints() is not None:
+                return {"goal_pose": "given", "goal_pose_fit_px": None}
+            if source != "given" and self._goal_pose_estimate is not None:
+                return {"goal_pose": "image", "goal_pose_fit_px": self._goal_pose_residual}
+            return {"goal_pose": "none", "goal_pose_fit_px": None}
 
     def _given_goal_joints(self) -> np.ndarray | None:
         """The goal joint state that belongs to the current goal image, or None."""
@@ -415,6 +450,18 @@ class PlanningSession:
         if result.latents is None:
             return None
         return to_uint8_images(self.world.decode(result.latents))
+
+
+def _check_pose_skeleton(cfg, robot: RobotModel) -> None:
+    """Raise ValueError unless the pose estimator finds the keypoints of the robot's prompt
+    skeleton (its fit projects them)."""
+    from wm_ros.prompts.renderer import prompt_skeleton
+
+    names = prompt_skeleton(robot, PromptConfig()).keypoint_names
+    if tuple(names) != tuple(cfg.keypoints):
+        raise ValueError(
+            f"the pose estimator finds keypoints {cfg.keypoints}, the robot's skeleton has {names}"
+        )
 
 
 def load_planning_session(

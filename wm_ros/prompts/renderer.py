@@ -23,6 +23,17 @@ from wm_ros.kinematics import ForwardKinematics, RobotModel, Skeleton, load_urdf
 from wm_ros.prompts.raster import RasterStyle, SkeletonRasterizer
 
 
+def prompt_skeleton(model: RobotModel, cfg: PromptConfig) -> Skeleton:
+    """The skeleton a PromptRenderer with these settings draws."""
+    return Skeleton.from_model(
+        model,
+        tool_link=cfg.tool_link,
+        base_link=cfg.base_link,
+        links=cfg.skeleton_links,
+        tool_offset=cfg.tool_offset,
+    )
+
+
 class PromptRenderer:
     """Draws a robot's poses as skeleton prompts (see module doc).
 
@@ -52,13 +63,7 @@ class PromptRenderer:
             raise ValueError(f"dtype must be a float dtype, got {dtype}")
         self.cfg = cfg if cfg is not None else PromptConfig()
         self.model = robot if isinstance(robot, RobotModel) else load_urdf(robot)
-        self.skeleton = Skeleton.from_model(
-            self.model,
-            tool_link=self.cfg.tool_link,
-            base_link=self.cfg.base_link,
-            links=self.cfg.skeleton_links,
-            tool_offset=self.cfg.tool_offset,
-        )
+        self.skeleton = prompt_skeleton(self.model, self.cfg)
         self.fk = ForwardKinematics(self.model, self.cfg.base_link or None)
         self.device = torch.device(device)
         self.dtype = dtype

@@ -235,6 +235,11 @@ class PlannerNode(LifecycleNode):
             observation_age_s=round(self._last["age_s"], 3),
             last_error=self._last["error"],
         )
+        if self.session is not None:
+            fit = self.session.goal_pose_status()
+            values.update(goal_pose=fit["goal_pose"])
+            if fit["goal_pose_fit_px"] is not None:
+                values.update(goal_pose_fit_px=round(fit["goal_pose_fit_px"], 2))
         message = self._last["error"] or "ok"
         self.diag_pub.publish(
             diagnostics.array(

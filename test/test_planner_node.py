@@ -1,11 +1,17 @@
 """planner_node over DDS: fed synthetic camera, joint and goal messages it publishes a valid plan;
-stale inputs give no plan and a diagnostic; a broken model fails configure, not the process."""
+stale inputs give no plan and a diagnostic; a broken model fails configure, not the process;
+inputs keep arriving while a replan runs on its own thread."""
+
+import threading
 
 import numpy as np
 import pytest
+import rclpy
 import torch
 import yaml
 from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import Image
 from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
 
@@ -19,6 +25,7 @@ from wm_ros.config import (
 )
 from wm_ros.model import WorldModel, save_model
 from wm_ros.paths import config_path
+from wm_ros.planning.session import PlanSkippedError
 from wm_ros.ros.conversions import (
     camera_model_to_info,
     numpy_to_image,
@@ -154,3 +161,52 @@ def test_the_cpu_budget_layers_on_planner_yaml(tmp_path):
     bad.write_text("other_node: {ros__parameters: {}}\n")
     with pytest.raises(ValueError, match="no planner_node"):
         planning_session_from_yaml(config_path("planner.yaml"), bad)
+
+
+class _BlockingSession:
+    """A session whose replan blocks until released; it records the images it is given."""
+
+    def __init__(self):
+        self.replanning, self.release, self.images = threading.Event(), threading.Event(), []
+
+    def replan(self, now, imagine=False):
+        self.replanning.set()
+        self.release.wait(30.0)
+        raise PlanSkippedError("no_image", "released")
+
+    def add_image(self, image, stamp):
+        self.images.append(stamp)
+
+    def goal_pose_status(self):
+        return {"goal_pose": "none", "goal_pose_fit_px": None}
+
+
+@pytest.mark.ros
+def test_inputs_are_taken_while_a_replan_runs_and_deactivate_waits_for_it(tiny_model):
+    from wm_ros.ros.planner_node import PlannerNode
+
+    context = Context()
+    rclpy.init(context=context, args=["x", "--ros-args", *node_args(tiny_model)])
+    executor = SingleThreadedExecutor(context=context)
+    try:
+        node = PlannerNode(context=context)
+        session = node.session = _BlockingSession()
+        feeder = rclpy.create_node("feeder", context=context)
+        pub = feeder.create_publisher(Image, "/camera/image_raw", 5)
+        for n in (node, feeder):
+            executor.add_node(n)
+        spinner = threading.Thread(target=executor.spin, daemon=True)
+        spinner.start()
+        assert session.replanning.wait(30.0)  # the timer woke the replan thread
+        for i in range(3):  # the replan is still running: the inputs must not wait for it
+            msg = numpy_to_image(np.zeros((16, 16, 3), np.uint8), "rgb8")
+            msg.header.stamp.sec = i + 1
+            pub.publish(msg)
+        assert wait_until(lambda: len(session.images) == 3, 30), session.images
+        assert not session.release.is_set()
+        threading.Timer(0.3, session.release.set).start()
+        node.trigger_deactivate()  # returns once the replan in flight has finished
+        assert session.release.is_set() and node._worker is None
+    finally:
+        executor.shutdown()
+        rclpy.shutdown(context=context)

@@ -5,8 +5,9 @@ loads the model (and its action prior) and builds the planning session; a missin
 model fails the transition with the reason logged. activate: subscribes `/camera/image_raw`,
 `/camera/camera_info`, `/joint_states`, `/wm/goal_image` (latched), optionally the goal's
 joint state `/wm/goal_joint_states` (latched, stamped like its image), and replans at
-`replan_rate_hz`, publishing `/wm/plan` (JointTrajectory stamped with the image it was planned
-from), `/wm/imagined` (goal | the best candidate's imagined frames) and `/diagnostics`.
+`replan_rate_hz` on a thread of its own, publishing `/wm/plan` (JointTrajectory stamped with
+the image it was planned from), `/wm/imagined` (goal | the best candidate's imagined frames) and
+`/diagnostics`.
 Nothing is planned from stale or inconsistent inputs (wm_ros.planning.session); a replan that
 takes longer than `replan_deadline_s` is not published and counted as missed.
 
@@ -17,12 +18,11 @@ runs without a lifecycle manager (`ros2 run wm_ros planner_node`).
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections import Counter
 
 import numpy as np
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from trajectory_msgs.msg import JointTrajectory as JointTrajectoryMsg
@@ -62,16 +62,15 @@ class PlannerNode(LifecycleNode):
         self._subs: list = []
         self._goal_image: np.ndarray | None = None
         self._timer = None
+        self._worker: threading.Thread | None = None
+        self._wake = threading.Event()  # set by the replan timer
+        self._stopping = threading.Event()
         self._counts: Counter[str] = Counter()
         self._last = {"error": "", "latency_ms": 0.0, "cost": float("nan"), "age_s": 0.0}
         self.diag_pub = self.create_publisher(diagnostics.DiagnosticArray, topics.DIAGNOSTICS, 10)
         self.plan_pub = self.create_lifecycle_publisher(JointTrajectoryMsg, topics.PLAN, 5)
         self.imagined_pub = self.create_lifecycle_publisher(Image, topics.IMAGINED, 2)
-        # A replan takes long on a CPU: it runs in its own group, so that on the multi-threaded
-        # executor the inputs keep filling the history meanwhile (the session locks them).
-        self._inputs = MutuallyExclusiveCallbackGroup()
-        self._planning = MutuallyExclusiveCallbackGroup()
-        self.create_timer(1.0, self._publish_diagnostics, callback_group=self._inputs)
+        self.create_timer(1.0, self._publish_diagnostics)
         if self.autostart:
             self.trigger_configure()
             if self.session is not None:
@@ -99,21 +98,24 @@ class PlannerNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        group = {"callback_group": self._inputs}
         self._subs = [
-            self.create_subscription(Image, topics.IMAGE, self._on_image, 5, **group),
-            self.create_subscription(CameraInfo, topics.CAMERA_INFO, self._on_info, 5, **group),
-            self.create_subscription(JointState, topics.JOINT_STATES, self._on_joints, 20, **group),
+            self.create_subscription(Image, topics.IMAGE, self._on_image, 5),
+            self.create_subscription(CameraInfo, topics.CAMERA_INFO, self._on_info, 5),
+            self.create_subscription(JointState, topics.JOINT_STATES, self._on_joints, 20),
+            self.create_subscription(Image, topics.GOAL_IMAGE, self._on_goal, latched_qos()),
             self.create_subscription(
-                Image, topics.GOAL_IMAGE, self._on_goal, latched_qos(), **group
-            ),
-            self.create_subscription(
-                JointState, topics.GOAL_JOINT_STATES, self._on_goal_joints, latched_qos(), **group
+                JointState, topics.GOAL_JOINT_STATES, self._on_goal_joints, latched_qos()
             ),
         ]
-        self._timer = self.create_timer(
-            1.0 / self.cfg.replan_rate_hz, self._replan, callback_group=self._planning
-        )
+        # A replan takes long on a CPU: it runs on a thread of its own, woken by the timer (on
+        # the node's clock), while the executor's thread keeps filling the history (the
+        # session locks it). As a callback on rclpy's multi-threaded executor it had the
+        # executor spin without waiting while it ran, starving it of the GIL: 2-4 s replans
+        # in the sim graph on the 2-core CPU that took 0.7 s alone, most of them dropped.
+        self._stopping.clear()
+        self._worker = threading.Thread(target=self._plan_loop, name="replan", daemon=True)
+        self._worker.start()
+        self._timer = self.create_timer(1.0 / self.cfg.replan_rate_hz, self._wake.set)
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -129,10 +131,19 @@ class PlannerNode(LifecycleNode):
         self._stop_io()
         return TransitionCallbackReturn.SUCCESS
 
+    def destroy_node(self) -> None:
+        self._stop_io()  # no replan may publish through a destroyed node
+        super().destroy_node()
+
     def _stop_io(self) -> None:
         if self._timer is not None:
             self.destroy_timer(self._timer)
             self._timer = None
+        if self._worker is not None:  # the replan in flight finishes first
+            self._stopping.set()
+            self._wake.set()
+            self._worker.join()
+            self._worker = None
         for sub in self._subs:
             self.destroy_subscription(sub)
         self._subs = []
@@ -183,6 +194,15 @@ class PlannerNode(LifecycleNode):
             self._skip(err)
 
     # ------------------------------------------------------------------ planning
+
+    def _plan_loop(self) -> None:
+        """The replan thread: one replan per timer tick; ticks during a replan merge."""
+        while True:
+            self._wake.wait()
+            if self._stopping.is_set():
+                return
+            self._wake.clear()
+            self._replan()
 
     def _replan(self) -> None:
         if self.session is None:
@@ -250,8 +270,8 @@ class PlannerNode(LifecycleNode):
 
 
 def main(args: list[str] | None = None) -> int:
-    # Two threads: the replan timer and the inputs (see the callback groups).
-    return run_node(PlannerNode, NODE, args, lambda: MultiThreadedExecutor(num_threads=2))
+    # The executor's thread runs the inputs and the timers; replans run on the node's own.
+    return run_node(PlannerNode, NODE, args)
 
 
 if __name__ == "__main__":

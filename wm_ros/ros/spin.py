@@ -66,9 +66,11 @@ def run_node(
     """Create the node with `factory`, spin it until Ctrl-C, SIGTERM or shutdown, and tear down.
 
     By default all callbacks run on this thread (MuJoCo's EGL renderer must stay on the thread
-    that made it); a node whose work may block its inputs passes a multi-threaded executor
-    factory and callback groups. A ValueError while building the node (bad parameters, a bad
-    URDF) is reported as one line on stderr and exit code 2, without a traceback.
+    that made it); a node whose work would block its inputs runs that work on a thread of its
+    own (planner_node: rclpy's multi-threaded executor spins without waiting while a long
+    callback runs, and starved it of the GIL). A ValueError while building the node (bad
+    parameters, a bad URDF) is reported as one line on stderr and exit code 2, without a
+    traceback.
 
     rclpy's own signal handlers are not installed: they shut the context down from their own
     thread while this one may still run a callback or destroy the node, and that race

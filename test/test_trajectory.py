@@ -114,3 +114,20 @@ def test_follower_rejects_start_positions_of_the_wrong_shape():
     given = validate_trajectory(traj(), NAMES, LIMITS)
     with pytest.raises(ValueError, match="start_positions must have shape"):
         TrajectoryFollower(given, 0.0, np.zeros(2))
+
+
+def test_a_late_trajectory_is_followed_on_its_own_timeline_from_where_the_arm_is():
+    # Points at 1, 2, 3 s from the stamp (t = 10); received at t = 11.5 with the arm at 0.5.
+    points = [[0.1, 0, 0], [0.2, 0, 0], [0.3, 0, 0]]
+    given = validate_trajectory(traj(times=(1.0, 2.0, 3.0), positions=points), NAMES, LIMITS)
+    start = np.array([0.5, 0.0, 0.0])
+    late = TrajectoryFollower(given, 10.0, start, received_at=11.5)
+    np.testing.assert_allclose(late.target_at(11.5), start)  # no jump at receipt
+    np.testing.assert_allclose(late.target_at(11.75), (start + points[1]) / 2)
+    np.testing.assert_allclose(late.target_at(12.5), [0.25, 0.0, 0.0])  # on the timeline
+    assert late.done(13.0) and not late.done(12.9)
+    # received after its last point: the last point is the target
+    after = TrajectoryFollower(given, 10.0, start, received_at=14.0)
+    np.testing.assert_allclose(after.target_at(14.0), points[-1])
+    on_time = TrajectoryFollower(given, 10.0, start, received_at=10.0)
+    np.testing.assert_allclose(on_time.target_at(10.5), (start + points[0]) / 2)

@@ -111,13 +111,21 @@ class TrajectoryFollower:
 
     Args:
         traj: a trajectory from `validate_trajectory` (columns in the robot's joint order).
-        start_time: when the trajectory was received; its times count from here, seconds.
+        start_time: when its times count from (its header stamp, or its receipt), seconds.
         start_positions: (J,) joint positions at receipt, the first knot of the interpolation
             (unless the trajectory's first point is at time 0, which then replaces it).
+        received_at: when it was received, if after start_time (a plan stamped with the image
+            it was planned from arrives late): as ros2_control's joint trajectory controller
+            does, the points already past are dropped and the arm moves from where it is at
+            receipt to the next point on the trajectory's own timeline.
     """
 
     def __init__(
-        self, traj: JointTrajectory, start_time: float, start_positions: np.ndarray
+        self,
+        traj: JointTrajectory,
+        start_time: float,
+        start_positions: np.ndarray,
+        received_at: float | None = None,
     ) -> None:
         start_positions = np.asarray(start_positions, dtype=np.float64)
         positions = np.asarray(traj.positions, dtype=np.float64)
@@ -129,15 +137,19 @@ class TrajectoryFollower:
             )
         self.joint_names = tuple(traj.joint_names)
         self.start_time = float(start_time)
-        if times[0] > 0:
-            times = np.concatenate([[0.0], times])
+        now = 0.0 if received_at is None else max(0.0, float(received_at) - self.start_time)
+        if now > 0 and times[-1] > now:  # drop the points already past
+            ahead = times > now
+            times, positions = times[ahead], positions[ahead]
+        if times[0] > now:
+            times = np.concatenate([[now], times])
             positions = np.concatenate([start_positions[None], positions])
         self._times = times  # (K,) knot times from start_time, seconds
         self._positions = positions  # (K, J) knot positions
 
     @property
     def duration(self) -> float:
-        """Time from receipt to the last point, seconds."""
+        """Time from start_time to the last point, seconds."""
         return float(self._times[-1])
 
     def target_at(self, t: float) -> np.ndarray:

@@ -146,20 +146,24 @@ class SimNode(Node):
             self._publish_diagnostics()
             return
         self._plans_accepted += 1
-        self._follower = TrajectoryFollower(traj, self._plan_start(msg), self.sim.joint_positions())
+        self._follower = TrajectoryFollower(
+            traj, self._plan_start(msg), self.sim.joint_positions(), received_at=self.sim.time
+        )
 
     def _plan_start(self, msg: JointTrajectoryMsg) -> float:
-        """Simulated time at which the plan's time_from_start counts from.
-
-        A zero stamp or one already past means "now"; a future stamp delays the start.
-        """
+        """Simulated time at which the plan's time_from_start counts from: its stamp (the
+        planner stamps a plan with the image it was planned from, so a plan arriving late is
+        followed on its own timeline, from where the arm is to its next point); a zero stamp
+        means "now", a future stamp delays the start. Following a late plan from its start
+        instead replayed each plan from a pose the arm had left: in the real-time sim graph
+        on the 2-core CPU (0.5-0.7 s replans) the reach arm drifted away from its goal."""
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         if stamp == 0.0:
             return self.sim.time
         ahead = (stamp - self._now_seconds()) * (
             1.0 if self.cfg.publish_clock else self.cfg.real_time_factor
         )
-        return self.sim.time + max(0.0, ahead)
+        return self.sim.time + ahead
 
     def _on_reset(self, _request: Trigger.Request, response: Trigger.Response):
         self._clock_offset += self.sim.time

@@ -195,6 +195,27 @@ def test_the_goal_pose_comes_from_the_image_unless_one_is_given():
         session_with("image", other)
 
 
+class NoArm(FixedPose):
+    """Finds every keypoint in one corner: no pose of the arm fits that."""
+
+    def keypoints(self, frames, batch=256):
+        return np.full((len(frames), len(KEYPOINTS), 2), 15.0)
+
+
+def test_a_goal_pose_that_does_not_fit_the_keypoints_is_not_used():
+    with TabletopSim(SimConfig(image_width=16, image_height=16)) as sim:
+        sim.reset(3)
+        goal, cam = sim.task.goal_image, sim.camera_model()
+    session = session_with("auto", NoArm(np.zeros(4)))
+    session.set_camera(cam.width, cam.height, cam.k.ravel(), cam.d)
+    session.set_goal(goal)
+    assert session.goal_joints() is None  # no joint-goal term rather than a wrong one
+    status = session.goal_pose_status()
+    assert status["goal_pose"] == "unfit" and status["goal_pose_fit_px"] > 1.0, status
+    with pytest.raises(ValueError, match="goal_pose_max_fit_px"):
+        PlannerConfig(goal_pose_max_fit_px=0.0)
+
+
 def test_pose_policy_covers_the_joint_range_that_exploration_leaves_out():
     def joints_visited(name, seeds):
         with TabletopSim(SimConfig(image_width=16, image_height=16)) as sim:

@@ -693,6 +693,10 @@ class PlannerConfig(ConfigBase):
             the goal image by the model directory's pose estimator, wm_ros.planning.goal_pose),
             "auto" (given when one was sent for this goal, else estimated when the model has an
             estimator).
+        goal_pose_max_fit_px: an estimated goal pose whose keypoints land further than this
+            from those found in the goal image (mean, pixels at the model's size) is not used:
+            the image shows no arm the estimator can fit (about 0.05 px on simulator goals, 0.12
+            at most; 1.7-7 px on blank, noise or shifted images), and the goal gets no pose.
         use_prior: seed a fresh search from the learned action prior when the model has one
             (off by default: the shipped prior learnt exploration, and seeding reach episodes
             from it led the oracle planner away from the goal; see the README).
@@ -711,6 +715,7 @@ class PlannerConfig(ConfigBase):
     sampler_steps: int = 2
     sampler_noise_scale: float = 1.0
     goal_pose: str = "auto"
+    goal_pose_max_fit_px: float = 1.0
     use_prior: bool = False
     prior_std_scale: float = 1.0
     seed: int = 0
@@ -729,6 +734,10 @@ class PlannerConfig(ConfigBase):
             raise ValueError("prior_std_scale must be positive")
         if self.sampler_noise_scale < 0:
             raise ValueError(f"sampler_noise_scale must be >= 0, got {self.sampler_noise_scale}")
+        if self.goal_pose_max_fit_px <= 0:
+            raise ValueError(
+                f"goal_pose_max_fit_px must be positive, got {self.goal_pose_max_fit_px}"
+            )
         if self.goal_pose not in GOAL_POSE_SOURCES:
             raise ValueError(
                 f"goal_pose must be one of {GOAL_POSE_SOURCES}, got {self.goal_pose!r}"

@@ -233,6 +233,7 @@ class PlanningSession:
         with self._lock:
             self.camera, self.rollout, self.masker = cam, rollout, masker
             self._pose_renderer, self._goal_pose_estimate = pose_renderer, None
+            self._goal_pose_residual = None
         self._fit_goal_pose()
 
     def add_image(self, image: np.ndarray, stamp: float) -> None:
@@ -274,6 +275,7 @@ class PlanningSession:
         with self._lock:
             self._goal_image, self._goal, self._goal_stamp = goal, latent, stamp
             self._goal_keypoints, self._goal_pose_estimate = keypoints, None
+            self._goal_pose_residual = None
             self._goal_generation += 1
             self.planner.reset()
             self._last_plan_stamp = None
@@ -281,16 +283,19 @@ class PlanningSession:
 
     def _fit_goal_pose(self) -> None:
         """Fit the goal pose to the goal image's keypoints once both they and the camera are
-        known (wm_ros.planning.goal_pose); a goal or camera that changes meanwhile wins."""
+        known (wm_ros.planning.goal_pose); a goal or camera that changes meanwhile wins. A
+        pose that fits them worse than planner.goal_pose_max_fit_px is not used."""
         with self._lock:
             renderer, keypoints = self._pose_renderer, self._goal_keypoints
             generation = self._goal_generation
-            if renderer is None or keypoints is None or self._goal_pose_estimate is not None:
+            if renderer is None or keypoints is None or self._goal_pose_residual is not None:
                 return
         q, residual = self.pose.fit(keypoints[None], renderer)
+        fits = residual[0] <= self.cfg.planner.goal_pose_max_fit_px  # else: no arm it can fit
         with self._lock:
             if generation == self._goal_generation and renderer is self._pose_renderer:
-                self._goal_pose_estimate, self._goal_pose_residual = q[0], float(residual[0])
+                self._goal_pose_estimate = q[0] if fits else None
+                self._goal_pose_residual = float(residual[0])
 
     def set_goal_joints(
         self, names: Sequence[str], positions: Sequence[float], stamp: float | None = None
@@ -320,15 +325,19 @@ class PlanningSession:
         return self._goal_pose_estimate
 
     def goal_pose_status(self) -> dict:
-        """For diagnostics: where the goal pose comes from ("given", "image" or "none") and,
-        for one read off the image, the mean distance (px) of its keypoints to those found."""
+        """For diagnostics: where the goal pose comes from ("given", "image", "unfit": read off
+        the image but fitting worse than planner.goal_pose_max_fit_px, so not used, or "none")
+        and, for one read off the image, the mean distance (px) of its keypoints to those
+        found."""
         with self._lock:
             source = self.cfg.planner.goal_pose
             if source != "image" and self._given_goal_joints() is not None:
                 return {"goal_pose": "given", "goal_pose_fit_px": None}
-            if source != "given" and self._goal_pose_estimate is not None:
-                return {"goal_pose": "image", "goal_pose_fit_px": self._goal_pose_residual}
-            return {"goal_pose": "none", "goal_pose_fit_px": None}
+            fit = self._goal_pose_residual if self.pose is not None else None
+            if fit is None:
+                return {"goal_pose": "none", "goal_pose_fit_px": None}
+            used = self._goal_pose_estimate is not None
+            return {"goal_pose": "image" if used else "unfit", "goal_pose_fit_px": fit}
 
     def _given_goal_joints(self) -> np.ndarray | None:
         """The goal joint state that belongs to the current goal image, or None."""

@@ -255,12 +255,15 @@ class PlannerNode(LifecycleNode):
             observation_age_s=round(self._last["age_s"], 3),
             last_error=self._last["error"],
         )
+        message = self._last["error"] or "ok"
         if self.session is not None:
             fit = self.session.goal_pose_status()
             values.update(goal_pose=fit["goal_pose"])
             if fit["goal_pose_fit_px"] is not None:
                 values.update(goal_pose_fit_px=round(fit["goal_pose_fit_px"], 2))
-        message = self._last["error"] or "ok"
+            if fit["goal_pose"] == "unfit":  # planning on without a goal pose
+                level = diagnostics.ERROR if level == diagnostics.ERROR else diagnostics.WARN
+                message = "no arm pose fits the goal image; planning without the joint-goal term"
         self.diag_pub.publish(
             diagnostics.array(
                 self.get_clock().now().to_msg(),

@@ -16,6 +16,7 @@ from wm_ros.eval.prior import evaluate_prior
 from wm_ros.model import CheckpointError, load_model
 from wm_ros.paths import config_path
 from wm_ros.planning import ActionPrior, gaussian_nll, load_prior
+from wm_ros.planning.goal_pose import load_pose_estimator
 from wm_ros.train import Trainer, loss_panel, model_config_from_yaml
 
 TINY = ModelConfig(
@@ -133,18 +134,21 @@ def test_loss_plot_keeps_a_negative_log_likelihood_on_a_linear_axis():
     assert loss_panel("base", [{"step": 25, "loss": 0.3, "val_loss": 0.28}]).log_y
 
 
-def test_missing_or_mismatched_prior_is_named(tmp_path, episodes):
+@pytest.mark.parametrize(
+    "stage, load", [("prior", load_prior), ("pose", load_pose_estimator)], ids=["prior", "pose"]
+)
+def test_a_missing_or_mismatched_planning_part_is_named(tmp_path, episodes, stage, load):
     trainer = Trainer(episodes, tmp_path / "m", TINY, FAST)
     trainer.run_stage("autoencoder", steps=2)
-    with pytest.raises(CheckpointError, match="no 'prior' section"):
-        load_prior(tmp_path / "m")
-    trainer.run_stage("prior", steps=2)
-    path = tmp_path / "m" / "prior.safetensors"
+    with pytest.raises(CheckpointError, match=f"no '{stage}' section"):
+        load(tmp_path / "m")
+    trainer.run_stage(stage, steps=2)
+    path = tmp_path / "m" / f"{stage}.safetensors"
     state = load_file(str(path))
     state.pop(next(iter(state)))
     save_file(state, str(path))
     with pytest.raises(CheckpointError, match="1 missing"):
-        load_prior(tmp_path / "m")
+        load(tmp_path / "m")
 
 
 # ---------------------------------------------------------------------------------- ablations

@@ -232,16 +232,16 @@ def fit_joints(
             if step == iterations // 2:
                 for group in opt.param_groups:
                     group["lr"] = FIT_LR[1]
-            loss = _fit_error(renderer, q, target).sum()
+            loss = _robust_error(_squared_distances(renderer, q, target)).sum()
             opt.zero_grad()
             loss.backward()
             opt.step()
             with torch.no_grad():
                 q.copy_(torch.max(torch.min(q, hi.to(q.device)), lo.to(q.device)))
         with torch.no_grad():
-            uv_q = renderer.project(q)[0]
-            dist = (uv_q - target).pow(2).sum(-1).sqrt().mean(-1)  # (B, starts)
-            best = _fit_error(renderer, q, target).argmin(1)
+            d2 = _squared_distances(renderer, q, target)  # (B, starts, K)
+            dist = d2.sqrt().mean(-1)
+            best = _robust_error(d2).argmin(1)
             rows = torch.arange(b, device=q.device)
             joints.append(q[rows, best].double().cpu())
             residual.append(dist[rows, best].double().cpu())
@@ -250,9 +250,13 @@ def fit_joints(
     return torch.cat(joints).numpy(), torch.cat(residual).numpy()
 
 
-def _fit_error(renderer, q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """(B, starts) robust keypoint distance of poses q (B, starts, J) to target (B, 1, K, 2)."""
-    d2 = (renderer.project(q)[0] - target).pow(2).sum(-1)
+def _squared_distances(renderer, q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(B, starts, K) squared pixel distances of poses q (B, starts, J) to target (B, 1, K, 2)."""
+    return (renderer.project(q)[0] - target).pow(2).sum(-1)
+
+
+def _robust_error(d2: torch.Tensor) -> torch.Tensor:
+    """(B, starts) the fit's loss: sqrt(d^2 + FIT_ROBUST_PX^2) summed over keypoints."""
     return (d2 + FIT_ROBUST_PX**2).sqrt().sum(-1)
 
 

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Iterator
 
 import rclpy
-from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions, get_current_signal_handlers_options
 
@@ -61,11 +61,10 @@ def run_node(
     factory: Callable[[], Node],
     label: str,
     args: list[str] | None = None,
-    executor: Callable[[], Executor] = SingleThreadedExecutor,
 ) -> int:
     """Create the node with `factory`, spin it until Ctrl-C, SIGTERM or shutdown, and tear down.
 
-    By default all callbacks run on this thread (MuJoCo's EGL renderer must stay on the thread
+    All callbacks run on this thread (MuJoCo's EGL renderer must stay on the thread
     that made it); a node whose work would block its inputs runs that work on a thread of its
     own (planner_node: rclpy's multi-threaded executor spins without waiting while a long
     callback runs, and starved it of the GIL). A ValueError while building the node (bad
@@ -86,7 +85,7 @@ def run_node(
         signal_handler_options=SignalHandlerOptions.NO,
     )
     node = None
-    executor = executor()
+    executor = SingleThreadedExecutor()
     stop = threading.Event()
     try:
         with stop_on_signals(stop):

@@ -6,8 +6,9 @@
 #
 #   scripts/train_sim_tabletop.sh [WORK_DIR]      (default /tmp/wm_ros_train; needs make's .venv)
 #
-# On the 2-core CPU the model takes about 75 minutes (autoencoder 11, base 7, adapter 32, prior 1,
-# pose estimator 13-15 after 3 of collecting its episodes)
+# On the 2-core CPU the model takes about 90 minutes (autoencoder 11, base 7, adapter about 35 with
+# the per-frame head, decoder fine-tuning 15-30, prior 1, pose estimator 13-15 after 3 of collecting
+# its episodes; the adapter and decoder figures are estimates: here they ran beside other jobs)
 # and the ablations about 40 more (estimated: here they were run two at a time, one thread
 # each, 17-19 minutes apiece); on one GPU, minutes.
 # Multi-GPU: prefix the train commands with
@@ -35,11 +36,16 @@ WM=.venv/bin/wm-ros
 $WM train --data "$WORK/train" --out "$WORK/full" --config $CONFIG --stage all
 $WM train --data "$WORK/train" --out "$WORK/full" --config $CONFIG --stage adapter --steps 4000
 $WM train --data "$WORK/train" --out "$WORK/full" --config $CONFIG --stage adapter --steps 6000
+# The decoder fine-tuned alone, the encoder frozen (the latents the base, adapter and prior learned
+# stay as they are), two cosine cycles to 3000 and 6000 steps: sharper decoded frames.
+$WM train --data "$WORK/train" --out "$WORK/full" --config $CONFIG --stage decoder
+$WM train --data "$WORK/train" --out "$WORK/full" --config $CONFIG --stage decoder --steps 6000
 # The goal-pose estimator, on the exploration and the pose episodes (config.json keeps the world
 # model's data record; the pose stage's is under training.data_by_stage).
 $WM train --data "$WORK/train" "$WORK/poses" --out "$WORK/full" --config $CONFIG --stage pose
 
-# Ablations: each trains only its adapter on the full model's autoencoder (and base), for the
+# Ablations: each trains only its adapter on the full model's autoencoder (its fine-tuned decoder
+# included, so every variant is decoded alike) and base, for the
 # same number of steps as a reference full adapter trained the same way: 2000, the full model's
 # first cycle (at 750 the [64, 128] adapters had not yet left the base: arm IoU 0.41-0.42 for
 # the full adapter, joint vectors and base alone alike).

@@ -51,6 +51,15 @@ def test_every_graph_and_a_rollout_match_torch_within_tolerance(exported):
     assert max(diffs.values()) <= TOLERANCE, diffs
 
 
+def test_the_per_frame_head_exports_with_its_third_injection(tmp_path):
+    model = tiny_model(TINY.replace(adapter_from_base=True, frame_head=4))
+    export_onnx(model, tmp_path)
+    manifest = read_manifest(tmp_path)
+    assert manifest["graphs"]["actions"]["outputs"] == ["inj0", "inj1", "inj2"]
+    assert "inj2" in manifest["graphs"]["denoiser"]["inputs"]
+    assert max(check_parity(model, tmp_path, n=2, steps=1).values()) <= TOLERANCE
+
+
 def test_joint_conditioning_without_memory_exports_too(tmp_path):
     model = tiny_model(TINY.replace(conditioning="joints", memory=0))
     export_onnx(model, tmp_path)

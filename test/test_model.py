@@ -56,6 +56,9 @@ ABLATIONS = {
     "no_base": TINY.replace(use_base=False),
     "no_memory": TINY.replace(memory=0),
     "from_base": TINY.replace(adapter_from_base=True),
+    "frame_head": TINY.replace(adapter_from_base=True, frame_head=4),
+    "frame_head_joints": TINY.replace(conditioning="joints", frame_head=4),
+    "frame_head_no_base": TINY.replace(use_base=False, frame_head=4),
 }
 
 
@@ -119,9 +122,13 @@ def test_mask_is_one_half_at_initialisation_and_mixes_base_and_adapter():
     assert not torch.allclose(parts.base, parts.adapter)  # a real mixture, not a tautology
 
 
-@pytest.mark.parametrize("conditioning", ["prompt", "joints"])
-def test_zero_initialised_injection_ignores_actions_at_init_but_learns_them(conditioning):
-    cfg = TINY.replace(conditioning=conditioning)
+@pytest.mark.parametrize(
+    "conditioning, frame_head", [("prompt", 0), ("joints", 0), ("prompt", 4), ("joints", 4)]
+)
+def test_zero_initialised_injection_ignores_actions_at_init_but_learns_them(
+    conditioning, frame_head
+):
+    cfg = TINY.replace(conditioning=conditioning, frame_head=frame_head)
     m = model(cfg)
     a, b = inputs(cfg, seed=0), inputs(cfg, seed=1)
     rest = {k: v for k, v in a.items() if k != "cond"}
@@ -166,6 +173,29 @@ def test_adapter_from_base_starts_exactly_at_the_base_with_the_mask_at_one_half(
         parts = m.velocity_parts(**rest, cond=inp["cond"])
     assert (parts.adapter - parts.base).abs().max() > 1e-4
     assert (parts.mask - 0.5).abs().max() > 1e-4
+
+
+def test_frame_head_starts_at_the_base_and_gives_each_frame_its_own_step_features():
+    cfg = TINY.replace(adapter_from_base=True, frame_head=4)
+    m, inp = model(cfg), inputs(cfg)
+    rest = {k: v for k, v in inp.items() if k != "cond"}
+    with torch.no_grad():
+        parts = m.velocity_parts(**rest, cond=inp["cond"])
+    torch.testing.assert_close(parts.final, parts.base, rtol=0, atol=0)  # zero-initialised
+    head = m.adapter.frame_head
+    with torch.no_grad():
+        for p in head.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+        inj = m.adapter.encode_actions(inp["cond"])
+        assert len(inj) == 3 and inj[2].shape == (N, cfg.horizon * cfg.prompt_features, 4, 4)
+        feats = torch.randn(N, cfg.widths[0], 4, 4)
+        out = head(feats, inp["x"], inp["x"], inj[2])
+        steps = inj[2].clone()
+        f = cfg.prompt_features
+        steps[:, f : 2 * f] += 1.0  # step 1's features only
+        changed = (head(feats, inp["x"], inp["x"], steps) - out).abs().flatten(2).amax(-1)
+    assert torch.all(changed[:, 1] > 1e-4)
+    assert torch.all(changed[:, [0, 2]] == 0)
 
 
 # ---------------------------------------------------------------------------------- sampler

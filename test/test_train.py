@@ -126,6 +126,31 @@ def test_prior_stage_learns_the_actions_and_is_saved_beside_the_model(tmp_path, 
     assert resumed.prior is not None and resumed.state["done"]["prior"] == 80
 
 
+def test_decoder_stage_trains_the_decoder_alone_and_keeps_the_latent_space(tmp_path, episodes):
+    trainer = Trainer(episodes, tmp_path / "m", TINY, FAST)
+    trainer.run_stage("autoencoder", steps=10)
+    trainer.run_stage("base", steps=2)
+    ae = trainer.model.autoencoder
+    before = {k: v.clone() for k, v in ae.state_dict().items()}
+    base = {k: v.clone() for k, v in trainer.model.base.state_dict().items()}
+    with torch.no_grad():
+        first = np.mean([float(trainer.loss("decoder", trainer.data, (5, i))) for i in range(4)])
+    trainer.run_stage("decoder", steps=40)
+    with torch.no_grad():
+        last = np.mean([float(trainer.loss("decoder", trainer.data, (5, i))) for i in range(4)])
+    assert last < first, (first, last)
+    after = ae.state_dict()
+    for k, v in before.items():  # encoder and latent statistics as they were, decoder moved
+        if k.startswith("decoder."):
+            continue
+        torch.testing.assert_close(after[k], v, rtol=0, atol=0, msg=k)
+    assert any(not torch.equal(after[k], before[k]) for k in after if k.startswith("decoder."))
+    for k, v in trainer.model.base.state_dict().items():
+        torch.testing.assert_close(v, base[k], rtol=0, atol=0, msg=k)
+    resumed = Trainer(episodes, tmp_path / "m", TINY, FAST)
+    assert resumed.state["done"]["decoder"] == 40
+
+
 def test_loss_plot_keeps_a_negative_log_likelihood_on_a_linear_axis():
     """A log axis drops losses <= 0: the prior's NLL panel showed one point before."""
     rows = [{"step": 25, "loss": 4.9}, {"step": 50, "loss": -0.75, "val_loss": -0.8}]

@@ -433,6 +433,11 @@ class ModelConfig(ConfigBase):
             latents themselves (models saved before the field existed).
         residual_scale: the fixed divisor of the residual, about the std of those changes on
             the training data, so the flow's data has about unit scale like its noise.
+        frame_head: hidden channels of the adapter's per-frame head (0 = none): a small conv net
+            run on each future frame alone, from the U-Net's shared features, that frame's noisy
+            latent, the base's velocity and its own step's prompt features, whose
+            zero-initialised output adds to the adapter's velocity. The U-Net stacks all H frames
+            along channels; the head gives each frame's output its own action features.
     """
 
     image_size: int = 64
@@ -453,6 +458,7 @@ class ModelConfig(ConfigBase):
     shortcut_levels: int = 3
     residual: bool = False
     residual_scale: float = 1.0
+    frame_head: int = 0
 
     def __post_init__(self) -> None:
         if self.image_size < 8 or self.image_size % 4:
@@ -484,6 +490,8 @@ class ModelConfig(ConfigBase):
             raise ValueError(f"shortcut_levels must be within 0..7, got {self.shortcut_levels}")
         if not self.residual_scale > 0:
             raise ValueError(f"residual_scale must be positive, got {self.residual_scale}")
+        if self.frame_head < 0:
+            raise ValueError(f"frame_head must be >= 0, got {self.frame_head}")
 
     @property
     def latent_size(self) -> int:
@@ -865,8 +873,9 @@ class TrainConfig(ConfigBase):
         weight_decay: AdamW weight decay.
         warmup_steps: linear learning-rate warm-up, steps.
         grad_clip: gradient norm clip (0 = off).
-        autoencoder_steps, base_steps, adapter_steps, prior_steps, pose_steps: steps of each
-            stage.
+        autoencoder_steps, base_steps, adapter_steps, prior_steps, pose_steps, decoder_steps:
+            steps of each stage (decoder: the decoder fine-tuned alone, encoder frozen, by name
+            after the others; 0 = not run).
         pose_batch_size: frames per step of the pose stage.
         foreground_weight: extra reconstruction weight of arm and puck pixels (labels > 0),
             so the small moving objects are not averaged away.
@@ -898,6 +907,7 @@ class TrainConfig(ConfigBase):
     adapter_steps: int = 4000
     prior_steps: int = 1500
     pose_steps: int = 3000
+    decoder_steps: int = 0
     pose_batch_size: int = 64
     foreground_weight: float = 10.0
     flow_foreground_weight: float = 0.0
@@ -918,6 +928,7 @@ class TrainConfig(ConfigBase):
             "adapter_steps",
             "prior_steps",
             "pose_steps",
+            "decoder_steps",
             "warmup_steps",
         ):
             if getattr(self, name) < 0:

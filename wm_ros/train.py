@@ -63,8 +63,11 @@ from wm_ros.planning.prior import ActionPrior, gaussian_nll, has_prior, load_pri
 
 log = logging.getLogger(__name__)
 
-STAGES = ("autoencoder", "base", "adapter", "prior", "pose")
-WORLD_MODEL_STAGES = ("adapter", "base", "autoencoder")  # whose data config.json's record names
+# `decoder` fine-tunes the autoencoder's decoder alone, the encoder frozen: the latent space the
+# base, adapter and prior learned stays as it is, the frames decoded from it get sharper.
+STAGES = ("autoencoder", "base", "adapter", "prior", "pose", "decoder")
+# whose data config.json's record names
+WORLD_MODEL_STAGES = ("decoder", "adapter", "base", "autoencoder")
 # `--stage all`: the world model and its prior. The pose estimator wants data of its own (wider
 # joint coverage), so it is trained by name.
 ALL_STAGES = ("autoencoder", "base", "adapter", "prior")
@@ -289,6 +292,8 @@ class Trainer:
         if stage == "pose":
             return self.pose_net()
         m = self.model
+        if stage == "decoder":
+            return m.autoencoder.decoder
         return {"autoencoder": m.autoencoder, "base": m.base, "adapter": m.adapter}[stage]
 
     # ------------------------------------------------------------------ conditioning
@@ -408,7 +413,7 @@ class Trainer:
         rng = np.random.default_rng([self.cfg.seed, *parts])
         gen = torch.Generator(self.device).manual_seed(int(rng.integers(2**62)))
         with self.autocast:
-            if stage == "autoencoder":
+            if stage in ("autoencoder", "decoder"):  # (the decoder's: the encoder is frozen)
                 return self.autoencoder_loss(data, rng)
             if stage == "prior":
                 return self.prior_loss(data, rng)

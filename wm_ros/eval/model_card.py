@@ -65,17 +65,23 @@ def _stage_times(log_path: Path) -> dict[str, dict]:
 
 def _adapter_words(cfg) -> str:
     """How the adapter's prediction joins the base's (ModelConfig use_base, use_mask,
-    adapter_from_base)."""
+    adapter_from_base, frame_head)."""
+    head = (
+        f"; the adapter's per-frame head ({cfg.frame_head} channels) gives each future frame "
+        "its own step's action features"
+        if cfg.frame_head
+        else ""
+    )
     if not cfg.use_base:
-        return "adapter alone, no base"
+        return "adapter alone, no base" + head
     if not cfg.use_mask:
-        return "final = base + adapter (no mask)"
+        return "final = base + adapter (no mask)" + head
     start = (
         "the adapter predicts a correction on top of the base's prediction"
         if cfg.adapter_from_base
         else "the adapter predicts from scratch"
     )
-    return f"final = m * base + (1 - m) * adapter with a learned mask m; {start}"
+    return f"final = m * base + (1 - m) * adapter with a learned mask m; {start}{head}"
 
 
 def _met(ok: bool | None) -> str:

@@ -5,9 +5,10 @@
 Graphs (N: any batch size; shapes as ModelConfig gives them):
 
     encoder.onnx   frames (N, 3, S, S) in [0, 1]            -> latents (N, c, h, w), normalised
-    actions.onnx   cond (N, H, C_p, S, S) or (N, H, J)     -> inj0, inj1 (the adapter's injections)
+    actions.onnx   cond (N, H, C_p, S, S) or (N, H, J)     -> inj0, inj1[, inj2] (the adapter's
+                                                              injections: injection_names)
     denoiser.onnx  x (N, H, c, h, w), t (N,), d (N,), context (N, K, c, h, w),
-                   [memory (N, M, c, h, w)], [inj0, inj1]  -> velocity (N, H, c, h, w)
+                   [memory (N, M, c, h, w)], [inj0, inj1[, inj2]] -> velocity (N, H, c, h, w)
     decoder.onnx   latents (N, c, h, w)                     -> images (N, 3, S, S) in [0, 1]
 
 The denoiser is base and adapter together (the final, mask-blended velocity): one graph per
@@ -74,7 +75,7 @@ class _Actions(nn.Module):
         super().__init__()
         self.adapter = model.adapter
 
-    def forward(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, cond: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self.adapter.encode_actions(cond)
 
 
@@ -88,18 +89,26 @@ class _Denoiser(nn.Module):
     def forward(self, x, t, d, context, *rest):
         cfg, rest = self.model.cfg, list(rest)
         memory = rest.pop(0) if cfg.memory else context[:, :0]
-        injections = (rest[0], rest[1]) if self.model.adapter is not None else None
+        injections = tuple(rest) if self.model.adapter is not None else None
         return self.model.velocity_parts(x, t, d, context, memory, injections=injections).final
 
 
 def injection_shapes(cfg: ModelConfig, n: int) -> list[tuple[int, ...]]:
-    """Shapes of the adapter's two injections (inj0, inj1) for a batch of n: maps at the
-    latent size and half of it, (N, w0, h, w) and (N, w1, h/2, w/2), for prompt conditioning;
-    per-channel vectors (N, w0, 1, 1) and (N, w1, 1, 1) for joint conditioning."""
+    """Shapes of the adapter's injections (injection_names) for a batch of n: maps at the
+    latent size and half of it, (N, w0, h, w) and (N, w1, h/2, w/2), for prompt conditioning,
+    and with cfg.frame_head each step's features (N, H * f, h, w); for joint conditioning the
+    same as per-channel vectors, (N, w0, 1, 1), (N, w1, 1, 1) and (N, H * f, 1, 1)."""
     (w0, w1), s = cfg.widths, cfg.latent_size
-    if cfg.conditioning == "prompt":
-        return [(n, w0, s, s), (n, w1, s // 2, s // 2)]
-    return [(n, w0, 1, 1), (n, w1, 1, 1)]
+    g = s if cfg.conditioning == "prompt" else 1
+    shapes = [(n, w0, g, g), (n, w1, (g + 1) // 2, (g + 1) // 2)]
+    if cfg.frame_head:
+        shapes.append((n, cfg.horizon * cfg.prompt_features, g, g))
+    return shapes
+
+
+def injection_names(cfg: ModelConfig) -> list[str]:
+    """The injections' input/output names: inj0, inj1[, inj2]."""
+    return [f"inj{i}" for i in range(len(injection_shapes(cfg, 1)))]
 
 
 def example_inputs(cfg: ModelConfig, n: int = 2, seed: int = 0) -> dict[str, dict[str, Any]]:
@@ -127,18 +136,21 @@ def example_inputs(cfg: ModelConfig, n: int = 2, seed: int = 0) -> dict[str, dic
             cond = torch.rand((n, h, cfg.prompt_channels, s, s), generator=g)
         else:
             cond = rand(n, h, cfg.num_joints)
-        den["inj0"], den["inj1"] = (rand(*shape) for shape in injection_shapes(cfg, n))
+        names, shapes = injection_names(cfg), injection_shapes(cfg, n)
+        den.update({name: rand(*shape) for name, shape in zip(names, shapes, strict=True)})
         graphs["actions"] = {"cond": cond}
     graphs["denoiser"] = den
     return graphs
 
 
-OUTPUTS = {
-    "encoder": ["latents"],
-    "decoder": ["images"],
-    "actions": ["inj0", "inj1"],
-    "denoiser": ["velocity"],
-}
+def graph_outputs(cfg: ModelConfig) -> dict[str, list[str]]:
+    """The output names of each graph."""
+    return {
+        "encoder": ["latents"],
+        "decoder": ["images"],
+        "actions": injection_names(cfg),
+        "denoiser": ["velocity"],
+    }
 
 
 def torch_graphs(model: WorldModel) -> dict[str, nn.Module]:
@@ -182,6 +194,7 @@ def export_onnx(model: WorldModel, out: str | Path, *, opset: int = OPSET) -> Pa
     model = model.eval()
     examples = example_inputs(model.cfg)
     modules = torch_graphs(model)
+    outputs = graph_outputs(model.cfg)
     files = {}
     for name, module in modules.items():
         inputs = examples[name]
@@ -197,10 +210,10 @@ def export_onnx(model: WorldModel, out: str | Path, *, opset: int = OPSET) -> Pa
                 tuple(inputs.values()),
                 str(path),
                 input_names=list(inputs),
-                output_names=OUTPUTS[name],
+                output_names=outputs[name],
                 opset_version=opset,
                 dynamo=False,
-                dynamic_axes={k: {0: "batch"} for k in [*inputs, *OUTPUTS[name]]},
+                dynamic_axes={k: {0: "batch"} for k in [*inputs, *outputs[name]]},
             )
         files[name] = path.name
         log.info("exported %s (%d kB)", path, path.stat().st_size // 1024)
@@ -215,7 +228,7 @@ def export_onnx(model: WorldModel, out: str | Path, *, opset: int = OPSET) -> Pa
             name: {
                 "file": files[name],
                 "inputs": {k: list(v.shape[1:]) for k, v in examples[name].items()},
-                "outputs": OUTPUTS[name],
+                "outputs": outputs[name],
             }
             for name in modules
         },

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from wm_ros.config import ModelConfig
-from wm_ros.export.onnx import injection_shapes, read_manifest
+from wm_ros.export.onnx import injection_names, injection_shapes, read_manifest
 from wm_ros.model.world_model import VelocityParts, WorldModel, action_injections
 
 log = logging.getLogger(__name__)
@@ -136,10 +136,10 @@ class _OrtAdapter:
     def __init__(self, graph: OrtGraph, cfg: ModelConfig) -> None:
         self.graph, self.cfg = graph, cfg
 
-    def encode_actions(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Prompts (N, H, C_p, S, S) or joints (N, H, J) -> inj0, inj1 (see injection_shapes)."""
-        inj0, inj1 = self.graph({"cond": cond}, injection_shapes(self.cfg, cond.shape[0]))
-        return inj0, inj1
+    def encode_actions(self, cond: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Prompts (N, H, C_p, S, S) or joints (N, H, J) -> inj0, inj1[, inj2] (see
+        injection_shapes)."""
+        return tuple(self.graph({"cond": cond}, injection_shapes(self.cfg, cond.shape[0])))
 
 
 class OnnxWorldModel:
@@ -212,7 +212,7 @@ class OnnxWorldModel:
         *,
         cond: torch.Tensor | None = None,
         use_adapter: bool = True,
-        injections: tuple[torch.Tensor, torch.Tensor] | None = None,
+        injections: tuple[torch.Tensor, ...] | None = None,
     ) -> VelocityParts:
         """The final velocity (N, H, c, h, w) only (the graph blends base and adapter)."""
         if self.adapter is not None and not use_adapter:
@@ -221,6 +221,7 @@ class OnnxWorldModel:
         if self.cfg.memory:
             inputs["memory"] = memory
         if self.adapter is not None:
-            inputs["inj0"], inputs["inj1"] = action_injections(self, cond, injections)
+            injections = action_injections(self, cond, injections)
+            inputs.update(zip(injection_names(self.cfg), injections, strict=True))
         (v,) = self.denoiser(inputs, [tuple(x.shape)])
         return VelocityParts(v, None, None, None)

@@ -67,7 +67,7 @@ class _FastAdapter:
     def __init__(self, owner: FastWorldModel) -> None:
         self.owner = owner
 
-    def encode_actions(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_actions(self, cond: torch.Tensor) -> tuple[torch.Tensor, ...]:
         with self.owner.autocast():
             return self.owner.model.adapter.encode_actions(cond)
 
@@ -137,9 +137,9 @@ class FastWorldModel:
         return self.encode(to_float_images(frames, self.device))
 
     def _eager_velocity(self, *args: torch.Tensor) -> torch.Tensor:
-        """x, t, d, context, memory[, inj0, inj1] -> the final velocity, fp32."""
+        """x, t, d, context, memory[, injections...] -> the final velocity, fp32."""
         x, t, d, context, memory, *inj = args
-        injections = (inj[0], inj[1]) if inj else None
+        injections = tuple(inj) if inj else None
         with self.autocast():
             v = self.model.velocity_parts(x, t, d, context, memory, injections=injections)
         return v.final.float()
@@ -154,7 +154,7 @@ class FastWorldModel:
         *,
         cond: torch.Tensor | None = None,
         use_adapter: bool = True,
-        injections: tuple[torch.Tensor, torch.Tensor] | None = None,
+        injections: tuple[torch.Tensor, ...] | None = None,
     ) -> VelocityParts:
         """The final velocity (N, H, c, h, w), fp32; the parts are not kept."""
         if self.adapter is not None and use_adapter:

@@ -82,11 +82,18 @@ class PromptEncoder(nn.Module):
         self.zero0 = zero_module(nn.Conv2d(w0, w0, 1))
         self.zero1 = zero_module(nn.Conv2d(w1, w1, 1))
 
-    def forward(self, prompts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.per_frame = cfg.frame_head > 0
+
+    def forward(self, prompts: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The two U-Net injections, and with cfg.frame_head each step's own features
+        (N, H * f, h', w') for the adapter's per-frame head (FrameHead)."""
         n, h = prompts.shape[:2]
         f = self.per_step(prompts.flatten(0, 1))  # (N * H, f, h', w')
-        f0 = self.mix0(f.view(n, h * f.shape[1], *f.shape[2:]))  # (N, w0, h', w')
+        steps = f.view(n, h * f.shape[1], *f.shape[2:])
+        f0 = self.mix0(steps)  # (N, w0, h', w')
         f1 = self.mix1(f0)  # (N, w1, h'/2, w'/2)
+        if self.per_frame:
+            return self.zero0(f0), self.zero1(f1), steps
         return self.zero0(f0), self.zero1(f1)
 
 
@@ -104,10 +111,56 @@ class JointEncoder(nn.Module):
         )
         self.zero0 = zero_module(nn.Linear(cfg.emb_dim, w0))
         self.zero1 = zero_module(nn.Linear(cfg.emb_dim, w1))
+        # Each step's own features for the per-frame head, like the prompts' (spatially constant).
+        self.per_step = (
+            nn.Sequential(nn.Linear(cfg.num_joints, cfg.prompt_features), nn.SiLU())
+            if cfg.frame_head
+            else None
+        )
 
-    def forward(self, joints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, joints: torch.Tensor) -> tuple[torch.Tensor, ...]:
         e = self.mlp(joints.flatten(1))  # (N, E)
-        return self.zero0(e)[:, :, None, None], self.zero1(e)[:, :, None, None]
+        inj = (self.zero0(e)[:, :, None, None], self.zero1(e)[:, :, None, None])
+        if self.per_step is None:
+            return inj
+        return (*inj, self.per_step(joints).flatten(1)[:, :, None, None])  # (N, H * f, 1, 1)
+
+
+class FrameHead(nn.Module):
+    """The adapter's per-frame head (ModelConfig.frame_head): each future frame alone, from the
+    U-Net's shared features, its noisy latent, its own step's action features (prompt or joint
+    vector) and the base's velocity (with a base) -> a velocity correction for that frame, from
+    a zero-initialised last layer (no effect at initialisation)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        c, hid, f = cfg.latent_channels, cfg.frame_head, cfg.prompt_features
+        self.shared = nn.Conv2d(cfg.widths[0], cfg.horizon * hid, 1)
+        c_in = hid + f + c * (2 if cfg.use_base else 1)
+        self.net = nn.Sequential(
+            nn.Conv2d(c_in, hid, 3, padding=1),
+            nn.SiLU(),
+            nn.Conv2d(hid, hid, 3, padding=1),
+            nn.SiLU(),
+            zero_module(nn.Conv2d(hid, c, 3, padding=1)),
+        )
+
+    def forward(
+        self,
+        feats: torch.Tensor,
+        x: torch.Tensor,
+        base_v: torch.Tensor | None,
+        steps: torch.Tensor,
+    ) -> torch.Tensor:
+        """feats (N, w0, h, w); x, base_v (N, H, c, h, w); steps (N, H * f, h, w) (prompts)
+        or (N, H * f, 1, 1) (joint vectors) -> (N, H, c, h, w)."""
+        n, h_len, grid = x.shape[0], x.shape[1], x.shape[-2:]
+        steps = steps.expand(-1, -1, *grid).reshape(n * h_len, -1, *grid)
+        parts = [self.shared(feats).reshape(n * h_len, -1, *grid), x.flatten(0, 1)]
+        if base_v is not None:
+            parts.append(base_v.flatten(0, 1))
+        parts.append(steps)
+        return self.net(torch.cat(parts, dim=1)).view_as(x)
 
 
 class Adapter(nn.Module):
@@ -126,10 +179,12 @@ class Adapter(nn.Module):
         )
         if not cfg.use_mask or cfg.adapter_from_base:  # start exactly at the base
             zero_module(self.net.out)
+        self.frame_head = FrameHead(cfg) if cfg.frame_head else None
 
-    def encode_actions(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Prompts (N, H, C_p, S, S) or joints (N, H, J) -> the two U-Net injections. They do
-        not depend on the flow time: a sampler computes them once."""
+    def encode_actions(self, cond: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Prompts (N, H, C_p, S, S) or joints (N, H, J) -> the two U-Net injections (and
+        the per-frame head's step features with prompts and cfg.frame_head). They do not
+        depend on the flow time: a sampler computes them once."""
         return self.actions(cond)
 
     def forward(
@@ -141,15 +196,17 @@ class Adapter(nn.Module):
         memory: torch.Tensor,
         *,
         base_v: torch.Tensor | None,
-        injections: tuple[torch.Tensor, torch.Tensor],
+        injections: tuple[torch.Tensor, ...],
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x, base_v (N, H, c, h, w) (base_v None without a base); injections from
         `encode_actions`. Returns (velocity, mask logit or None), each (N, H, c, h, w)."""
         inputs = (
             _stack(x, context, memory) if base_v is None else _stack(x, base_v, context, memory)
         )
-        feats = self.net.features(inputs, self.time(t, d), injections)  # (N, w0, h, w)
+        feats = self.net.features(inputs, self.time(t, d), injections[:2])  # (N, w0, h, w)
         v = self.net.out(feats).view_as(x)
+        if self.frame_head is not None:
+            v = v + self.frame_head(feats, x, base_v, injections[2])
         if self.cfg.adapter_from_base:
             v = base_v + v
         logit = None if self.mask_head is None else self.mask_head(feats).view_as(x)
@@ -245,7 +302,7 @@ class WorldModel(nn.Module):
         *,
         cond: torch.Tensor | None = None,
         use_adapter: bool = True,
-        injections: tuple[torch.Tensor, torch.Tensor] | None = None,
+        injections: tuple[torch.Tensor, ...] | None = None,
     ) -> VelocityParts:
         """One evaluation. x (N, H, c, h, w); t, d (N,); context (N, K, c, h, w); memory
         (N, M, c, h, w); cond: prompts (N, H, C_p, S, S) or joints (N, H, J), or instead its

@@ -128,6 +128,8 @@ def test_prior_stage_learns_the_actions_and_is_saved_beside_the_model(tmp_path, 
 
 def test_decoder_stage_trains_the_decoder_alone_and_keeps_the_latent_space(tmp_path, episodes):
     trainer = Trainer(episodes, tmp_path / "m", TINY, FAST)
+    with pytest.raises(ValueError, match="train it first"):
+        trainer.run_stage("decoder", steps=2)
     trainer.run_stage("autoencoder", steps=10)
     trainer.run_stage("base", steps=2)
     ae = trainer.model.autoencoder

@@ -461,9 +461,15 @@ class Trainer:
         tmp.write_text(json.dumps(self.state, indent=2))
         tmp.replace(self.out / STATE_FILE)
 
+    def check_stage(self, stage: str) -> None:
+        """Raises ValueError when `stage` cannot run on this directory yet."""
+        if stage == "decoder" and self.state["done"]["autoencoder"] == 0:
+            raise ValueError("the decoder stage fine-tunes a trained autoencoder: train it first")
+
     def run_stage(self, stage: str, steps: int | None = None) -> float:
         """Train one stage up to `steps` (default from TrainConfig); returns the last loss."""
         total = getattr(self.cfg, f"{stage}_steps") if steps is None else steps
+        self.check_stage(stage)
         part = self.stage_module(stage)
         if part is None:
             log.info("stage %s: this model has no such part; skipped", stage)
@@ -660,6 +666,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         try:
             episodes = [ep for folder in args.data for ep in load_episodes(folder)]
             trainer = Trainer(episodes, args.out, model_cfg, train_cfg, init_from=args.init_from)
+            for stage in stages:
+                trainer.check_stage(stage)
         except (EpisodeBagError, CheckpointError, ValueError) as err:
             log.error("wm-ros train: %s", err)
             return 2

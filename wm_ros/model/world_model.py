@@ -182,9 +182,9 @@ class Adapter(nn.Module):
         self.frame_head = FrameHead(cfg) if cfg.frame_head else None
 
     def encode_actions(self, cond: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Prompts (N, H, C_p, S, S) or joints (N, H, J) -> the two U-Net injections (and
-        the per-frame head's step features with prompts and cfg.frame_head). They do not
-        depend on the flow time: a sampler computes them once."""
+        """Prompts (N, H, C_p, S, S) or joints (N, H, J) -> the two U-Net injections (and,
+        with cfg.frame_head, each step's features for the per-frame head). They do not depend
+        on the flow time: a sampler computes them once."""
         return self.actions(cond)
 
     def forward(

@@ -100,7 +100,8 @@ def injection_shapes(cfg: ModelConfig, n: int) -> list[tuple[int, ...]]:
     same as per-channel vectors, (N, w0, 1, 1), (N, w1, 1, 1) and (N, H * f, 1, 1)."""
     (w0, w1), s = cfg.widths, cfg.latent_size
     g = s if cfg.conditioning == "prompt" else 1
-    shapes = [(n, w0, g, g), (n, w1, (g + 1) // 2, (g + 1) // 2)]
+    half = (g + 1) // 2  # the U-Net's stride-2 conv (padding 1) rounds an odd grid up
+    shapes = [(n, w0, g, g), (n, w1, half, half)]
     if cfg.frame_head:
         shapes.append((n, cfg.horizon * cfg.prompt_features, g, g))
     return shapes

@@ -187,6 +187,7 @@ class OnnxWorldModel:
         self.autoencoder = _OrtAutoencoder(graphs["encoder"], graphs["decoder"], self.cfg)
         self.adapter = _OrtAdapter(graphs["actions"], self.cfg) if "actions" in graphs else None
         self.denoiser = graphs["denoiser"]
+        self._injection_names = injection_names(self.cfg)  # (once, not per denoiser call)
         log.info(
             "onnxruntime world model from %s on %s (%s)",
             directory,
@@ -222,6 +223,6 @@ class OnnxWorldModel:
             inputs["memory"] = memory
         if self.adapter is not None:
             injections = action_injections(self, cond, injections)
-            inputs.update(zip(injection_names(self.cfg), injections, strict=True))
+            inputs.update(zip(self._injection_names, injections, strict=True))
         (v,) = self.denoiser(inputs, [tuple(x.shape)])
         return VelocityParts(v, None, None, None)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from wm_ros.data import Episode, EpisodeSet, sim_episodes
+from wm_ros.data import Episode, EpisodeSet, episodes_fingerprint, sim_episodes
 from wm_ros.ros import topics
 from wm_ros.ros.bag import BagWriter
 from wm_ros.ros.collect import collect
@@ -35,6 +35,19 @@ def test_sim_episodes_are_deterministic_and_actions_lead_to_the_next_frame(episo
     big = np.abs(moved) > 1e-3
     assert big.sum() > 5 and np.mean(np.sign(moved[big]) == np.sign(wanted[big])) > 0.9
     np.testing.assert_array_equal(ep.actions[-1], ep.actions[-2])  # held after the last frame
+
+
+def test_fingerprint_tells_episodes_apart_by_content():
+    a, b = synthetic(seed=0), synthetic(seed=1)
+    assert episodes_fingerprint([a, b]) == episodes_fingerprint(
+        [synthetic(seed=0), synthetic(seed=1)]
+    )
+    assert episodes_fingerprint([a, b]) != episodes_fingerprint([b, a])  # order counts
+    changed = synthetic(seed=0)
+    changed.actions[3, 1] += 1e-6  # one action's last bits
+    assert episodes_fingerprint([changed]) != episodes_fingerprint([a])
+    labelled = Episode(a.frames, a.joints, a.actions, np.zeros(a.frames.shape[:3], np.uint8))
+    assert episodes_fingerprint([labelled]) != episodes_fingerprint([a])
 
 
 def test_episode_validation_names_the_problem():

@@ -17,6 +17,7 @@ from wm_ros.data import sim_episodes
 from wm_ros.eval.metrics import (
     ColourSegmenter,
     blob_centroid,
+    bootstrap_ci,
     centroid_error,
     label_masks,
     mask_centroid,
@@ -173,6 +174,24 @@ def test_evaluation_reports_every_metric_per_step(result):
         assert set(method["summary"]) >= {"psnr_at_H", "arm_iou_mean_1_to_H", "puck_err_px_at_H"}
     assert len(out["puck_moving_windows"]) == L and max(out["puck_moving_windows"]) > 0
     assert out["classifier"]["arm_iou_mean"] > 0.9
+    # Each headline figure with its spread over windows, and what it was measured on.
+    s, ci = out["metrics"]["summary"], out["metrics"]["summary_ci95"]
+    for key in ("psnr_at_H", "arm_iou_mean_1_to_H"):
+        assert ci[key][0] <= s[key] <= ci[key][1], key
+    assert len(out["data_fingerprint"]) == 16 and out["machine"]["cpu"]
+
+
+def test_bootstrap_interval_holds_the_mean_and_narrows_with_more_windows():
+    rng = np.random.default_rng(0)
+    few, many = rng.normal(3.0, 1.0, 20), rng.normal(3.0, 1.0, 2000)
+    lo, hi = bootstrap_ci(few)
+    assert lo < few.mean() < hi and 0.3 < hi - lo < 1.3  # about 4 standard errors (0.22)
+    lo2, hi2 = bootstrap_ci(many)
+    assert lo2 < 3.0 < hi2 and hi2 - lo2 < (hi - lo) / 5
+    assert bootstrap_ci(few) == bootstrap_ci(few)  # seeded
+    with_nan = np.concatenate([few, [np.nan] * 5])
+    assert bootstrap_ci(with_nan) == bootstrap_ci(few)  # NaN windows do not count
+    assert bootstrap_ci(np.array([1.0, np.nan])) is None  # one value: no interval
 
 
 def test_copy_last_baseline_degrades_with_the_horizon_on_moving_episodes(result):

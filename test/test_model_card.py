@@ -32,6 +32,8 @@ def test_card_reports_the_recorded_figures_and_the_targets(tmp_path):
     assert card.count("met") >= 3  # each target judged, met or not
     assert "## Ablations" not in card  # none recorded, none claimed
     assert "Simulator:" not in card  # no data directory given
+    lo, hi = result["metrics"]["summary_ci95"]["arm_iou_mean_1_to_H"]
+    assert f"arm IoU {lo:.3f}-{hi:.3f}" in card and result["data_fingerprint"] in card
     data = tmp_path / "data"
     data.mkdir()
     sim = {"puck_radius_m": 0.07, "image_width": 64, "image_height": 64, "control_dt": 0.1}

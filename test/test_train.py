@@ -17,6 +17,7 @@ from wm_ros.model import CheckpointError, load_model
 from wm_ros.paths import config_path
 from wm_ros.planning import ActionPrior, gaussian_nll, load_prior
 from wm_ros.planning.goal_pose import load_pose_estimator
+from wm_ros.sim.scene import ARM_LABEL_START, PUCK_LABEL
 from wm_ros.train import Trainer, loss_panel, model_config_from_yaml
 
 TINY = ModelConfig(
@@ -47,15 +48,24 @@ def test_flow_loss_weighs_the_cells_that_hold_the_arm_or_the_puck(tmp_path, epis
     data.labels = np.zeros_like(real)
     h = TINY.horizon
     last_ctx, fut = idx[0, -h - 1], idx[0, -1]
-    data.labels[last_ctx, 0, 0] = 1  # the arm in the last context frame, top-left cell
-    data.labels[fut, 15, 15] = 2  # the puck in the last future frame, bottom-right cell
-    data.labels[idx[0, 0], 8, 0] = 1  # a memory frame: not weighted
+    data.labels[last_ctx, 0, 0] = ARM_LABEL_START  # the arm in the last context frame, top left
+    data.labels[fut, 15, 15] = PUCK_LABEL  # the puck in the last future frame, bottom right
+    data.labels[idx[0, 0], 8, 0] = ARM_LABEL_START  # a memory frame: not weighted
     weight = trainer.flow_loss_weight(data, idx, (4, 4))
     assert weight.shape == (4, h, 1, 4, 4)
     w0 = weight[0, :, 0]
     assert torch.all(w0[:, 0, 0] == 6.0)  # the last context frame's cell, in every step
     assert w0[-1, 3, 3] == 6.0 and torch.all(w0[:-1, 3, 3] == 1.0)  # only its own step
     assert w0[:, 2, 0].eq(1.0).all()  # memory frames do not count
+    # The puck's own weight comes on top, in the puck's cells only.
+    trainer.cfg = FAST.replace(flow_foreground_weight=5.0, flow_puck_weight=3.0)
+    w0 = trainer.flow_loss_weight(data, idx, (4, 4))[0, :, 0]
+    assert w0[-1, 3, 3] == 9.0 and torch.all(w0[:-1, 3, 3] == 1.0)
+    assert torch.all(w0[:, 0, 0] == 6.0)  # the arm's cell: no puck weight
+    trainer.cfg = FAST.replace(flow_puck_weight=3.0)  # on its own
+    w0 = trainer.flow_loss_weight(data, idx, (4, 4))[0, :, 0]
+    assert w0[-1, 3, 3] == 4.0 and torch.all(w0[:, 0, 0] == 1.0)
+    trainer.cfg = FAST.replace(flow_foreground_weight=5.0)
     # Only the adapter's loss is weighted: both trainers start from the same seeded weights.
     data.labels = off.data.labels = real
 
@@ -69,9 +79,11 @@ def test_flow_loss_weighs_the_cells_that_hold_the_arm_or_the_puck(tmp_path, epis
     weighted.backward()
 
 
-def test_negative_flow_foreground_weight_is_refused():
+def test_negative_flow_loss_weights_are_refused():
     with pytest.raises(ValueError, match="flow_foreground_weight"):
         TrainConfig(flow_foreground_weight=-1.0)
+    with pytest.raises(ValueError, match="flow_puck_weight"):
+        TrainConfig(flow_puck_weight=-1.0)
 
 
 # ---------------------------------------------------------------------------------- prior

@@ -885,6 +885,9 @@ class TrainConfig(ConfigBase):
             which a uniform loss over the mostly static grid underweights. The base, which
             cannot know the actions, keeps a uniform loss. 0 = uniform for both (the shipped
             model: README says what a weight did to it).
+        flow_puck_weight: extra weight, on top of that, of the cells that hold the puck (in a
+            future frame or the last context frame): a few cells of the grid carry where a
+            pushed puck goes, which the arm's many cells otherwise outweigh. 0 = off.
         latent_l2: weight of a small L2 penalty on the autoencoder's latents.
         shortcut_fraction: fraction of each batch trained on the shortcut self-consistency
             target (the rest on plain flow matching, d = 0).
@@ -911,6 +914,7 @@ class TrainConfig(ConfigBase):
     pose_batch_size: int = 64
     foreground_weight: float = 10.0
     flow_foreground_weight: float = 0.0
+    flow_puck_weight: float = 0.0
     latent_l2: float = 1e-4
     shortcut_fraction: float = 0.25
     memory_tau: float = 8.0
@@ -939,11 +943,17 @@ class TrainConfig(ConfigBase):
             raise ValueError("shortcut_fraction must be within [0, 1)")
         if (
             self.memory_tau <= 0
-            or min(self.foreground_weight, self.flow_foreground_weight, self.latent_l2) < 0
+            or min(
+                self.foreground_weight,
+                self.flow_foreground_weight,
+                self.flow_puck_weight,
+                self.latent_l2,
+            )
+            < 0
         ):
             raise ValueError(
                 "memory_tau must be positive; foreground_weight, flow_foreground_weight, "
-                "latent_l2 >= 0"
+                "flow_puck_weight, latent_l2 >= 0"
             )
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError("val_fraction must be within [0, 1)")

@@ -219,8 +219,9 @@ class Trainer:
         kw = {"memory": mc.memory, "memory_tau": train_cfg.memory_tau, "image_size": mc.image_size}
         self.data = EpisodeSet(train_eps, mc.context, mc.horizon, **kw)
         self.val = EpisodeSet(val_eps, mc.context, mc.horizon, **kw) if val_eps else None
-        if train_cfg.flow_foreground_weight > 0 and self.data.labels is None:
-            log.warning("flow_foreground_weight is ignored: the episodes have no segmentation")
+        weighted = train_cfg.flow_foreground_weight > 0 or train_cfg.flow_puck_weight > 0
+        if weighted and self.data.labels is None:
+            log.warning("the flow-loss weights are ignored: the episodes have no segmentation")
         self.joint_names = episodes[0].joint_names
         self._renderer = prompt_renderer
         self._latents: dict[int, torch.Tensor] = {}
@@ -376,15 +377,24 @@ class Trainer:
     ) -> torch.Tensor | None:
         """(B, H, 1, h, w) adapter flow-loss weights of windows `idx` (B, M + K + H): 1, plus
         flow_foreground_weight where a future frame or the last context frame has the arm or
-        the puck in the cell (TrainConfig); None when off or the data has no labels."""
-        w = self.cfg.flow_foreground_weight
-        if w <= 0 or data.labels is None:
+        the puck in the cell, plus flow_puck_weight where it has the puck (TrainConfig); None
+        when both are off or the data has no labels."""
+        w_fg, w_puck = self.cfg.flow_foreground_weight, self.cfg.flow_puck_weight
+        if (w_fg <= 0 and w_puck <= 0) or data.labels is None:
             return None
         h = self.model.cfg.horizon
-        labels = torch.as_tensor(data.labels[idx[:, -h - 1 :]] > 0, device=self.device)
-        fg = (labels[:, 1:] | labels[:, :1]).float()  # (B, H, S, S): future or last context
-        cells = torch.nn.functional.adaptive_max_pool2d(fg, grid)  # (B, H, h, w)
-        return (1.0 + w * cells).unsqueeze(2)
+        labels = torch.as_tensor(data.labels[idx[:, -h - 1 :]], device=self.device)
+
+        def cells(mask: torch.Tensor) -> torch.Tensor:  # (B, 1 + H, S, S) -> (B, H, h, w)
+            either = (mask[:, 1:] | mask[:, :1]).float()  # future or last context
+            return torch.nn.functional.adaptive_max_pool2d(either, grid)
+
+        weight = 1.0 + w_fg * cells(labels > 0)
+        if w_puck > 0:
+            from wm_ros.sim.scene import PUCK_LABEL  # (mujoco: imported only when used)
+
+            weight = weight + w_puck * cells(labels == PUCK_LABEL)
+        return weight.unsqueeze(2)
 
     def prior_loss(self, data: EpisodeSet, rng: np.random.Generator) -> torch.Tensor:
         mc = self.model.cfg

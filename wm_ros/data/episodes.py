@@ -7,7 +7,8 @@ from the simulator core with `sim_episodes` (same exploration policy and timing 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import hashlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,6 +60,24 @@ class Episode:
     @property
     def image_size(self) -> int:
         return int(self.frames.shape[1])
+
+
+def episodes_fingerprint(episodes: Sequence[Episode]) -> str:
+    """A short SHA-256 (16 hex digits) of the episodes' frames, joints, actions and labels.
+
+    Two evaluations saw the same data exactly when their fingerprints agree. Seeds alone do not
+    settle it: the same seeds collected on another host can give other episodes (MuJoCo's
+    contacts amplify the last bits of floating-point differences between CPUs; README).
+    """
+    digest = hashlib.sha256()
+    for ep in episodes:
+        for a in (ep.frames, ep.joints, ep.actions, ep.labels):
+            if a is None:
+                digest.update(b"none")
+                continue
+            digest.update(f"{a.dtype}{a.shape}".encode())
+            digest.update(np.ascontiguousarray(a).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def record_episode(sim, policy, steps: int) -> Episode:

@@ -266,3 +266,23 @@ def nan_mean(values: torch.Tensor | np.ndarray, dim: int = 0) -> list[float | No
     s = np.where(finite, v, 0.0).sum(axis=dim)
     pairs = zip(np.atleast_1d(s), np.atleast_1d(n), strict=True)
     return [float(x / k) if k > 0 else None for x, k in pairs]
+
+
+def bootstrap_ci(
+    values: torch.Tensor | np.ndarray, *, level: float = 0.95, draws: int = 2000, seed: int = 0
+) -> list[float] | None:
+    """Percentile bootstrap interval [lo, hi] of the mean of `values` (NaN ignored), resampling
+    the values with replacement (seeded); None with fewer than two finite values.
+
+    The values must be independent units (one per window): how far a figure could move on
+    another held-out set of the same size.
+    """
+    v = np.asarray(torch.as_tensor(values).cpu(), dtype=np.float64).ravel()
+    v = v[~np.isnan(v)]
+    if v.size < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, v.size, size=(draws, v.size))].mean(axis=1)
+    tail = 100.0 * (1.0 - level) / 2.0
+    lo, hi = np.percentile(means, [tail, 100.0 - tail])
+    return [float(lo), float(hi)]

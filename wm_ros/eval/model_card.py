@@ -182,7 +182,7 @@ def render_card(
         "",
         "Masks of predicted frames come from a colour classifier fitted on true frames and "
         "their segmentation (its own arm IoU on true frames: "
-        f"{_f(full['classifier'].get('arm_iou_mean'), '.3f')}).",
+        f"{_f(full['classifier'].get('arm_iou_mean'), '.3f')}).{_spread_words(full)}",
         "",
         f"Per step (1..{2 * mc}; steps after {mc} are autoregressive on the model's own frames):",
         "",
@@ -205,6 +205,30 @@ def render_card(
     lines += _pose_lines(eval_dir / "pose.json", training.get("data_by_stage", {}).get("pose"))
     lines += _speed_lines(eval_dir / "rollout_speed.json")
     return "\n".join(lines) + "\n"
+
+
+def _spread_words(result: dict) -> str:
+    """How far the headline figures could move on another held-out set (their 95% bootstrap
+    intervals over windows) and which data they were measured on, when the JSON has them."""
+    ci = result["metrics"].get("summary_ci95") or {}
+    parts = [
+        f"{label} {_f(lo, fmt)}-{_f(hi, fmt)}"
+        for key, label, fmt in (
+            ("psnr_at_H", "PSNR at step H", ".2f"),
+            ("arm_iou_mean_1_to_H", "arm IoU", ".3f"),
+            ("puck_err_px_at_H", "puck error", ".2f"),
+        )
+        if ci.get(key)
+        for lo, hi in [ci[key]]
+    ]
+    words = f" 95% bootstrap intervals over the windows: {', '.join(parts)}." if parts else ""
+    if result.get("data_fingerprint"):
+        cpu = (result.get("machine") or {}).get("cpu", "?")
+        words += (
+            f" Held-out data fingerprint {result['data_fingerprint']} (measured on {cpu}; the "
+            "same seeds collected on another host can differ, README)."
+        )
+    return words
 
 
 def _sim_line(data_dir: Path | None) -> str:

@@ -39,10 +39,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from wm_ros.data import Episode
+from wm_ros.data import Episode, episodes_fingerprint
 from wm_ros.eval.images import grid, labelled_tile, save_png
 from wm_ros.eval.metrics import (
     ColourSegmenter,
+    bootstrap_ci,
     centroid_error,
     label_masks,
     mask_iou,
@@ -50,6 +51,7 @@ from wm_ros.eval.metrics import (
     psnr,
     ssim,
 )
+from wm_ros.eval.timing import machine_info
 from wm_ros.model import WorldModel
 from wm_ros.model.autoencoder import to_float_images, to_uint8_images
 from wm_ros.model.conditioning import action_conditioning, model_prompt_renderer
@@ -194,11 +196,14 @@ def _summarise(
     """
     out: dict[str, object] = {k: None for k in METRICS}
     summary: dict[str, float | None] = dict.fromkeys(SUMMARY)
+    # 95% bootstrap intervals over windows: how far a figure could move on another held-out set.
+    ci: dict[str, list[float] | None] = {}
     if "psnr" in scores:
         out["psnr"], out["ssim"] = nan_mean(scores["psnr"]), nan_mean(scores["ssim"])
         summary["psnr_at_H"] = out["psnr"][horizon - 1]
         summary["ssim_at_H"] = out["ssim"][horizon - 1]
         summary["psnr_at_end"] = out["psnr"][-1]
+        ci["psnr_at_H"] = bootstrap_ci(scores["psnr"][:, horizon - 1])
     if "arm_iou" in scores and moving is not None:
         out["arm_iou"] = nan_mean(scores["arm_iou"])
         present = scores["puck_present"]
@@ -211,7 +216,10 @@ def _summarise(
         summary["puck_err_px_at_H"] = out["puck_err_px"][horizon - 1]
         summary["puck_err_px_mean_1_to_H"] = nan_mean(err[:, :horizon].flatten())[0]
         summary["puck_missing_1_to_H"] = nan_mean(missing[:, :horizon].flatten())[0]
+        ci["arm_iou_mean_1_to_H"] = bootstrap_ci(scores["arm_iou"][:, :horizon].mean(dim=1))
+        ci["puck_err_px_at_H"] = bootstrap_ci(err[:, horizon - 1])
     out["summary"] = summary
+    out["summary_ci95"] = ci
     return out
 
 
@@ -430,6 +438,8 @@ def evaluate_prediction(
         "noise_scale": noise_scale,
         "seed": seed,
         "device": str(device),
+        "data_fingerprint": episodes_fingerprint(episodes),
+        "machine": machine_info(),
         "wall_s": wall,
         "windows_per_s": len(windows) / wall if wall > 0 else None,
         "metrics": results["model"],

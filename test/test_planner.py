@@ -52,6 +52,15 @@ def test_second_plan_warm_starts_from_the_first():
     assert mean.shape == (8, 4) and float(mean.abs().sum()) > 0
 
 
+def test_reset_plans_an_episode_as_a_fresh_planner_would():
+    goal = torch.tensor([0.5, 0.5, 0.0, 0.0])[:, None, None]
+    fresh = planner().plan(np.zeros(4), identity_rollout, goal).targets
+    used = planner()
+    used.plan(np.full(4, 0.3), identity_rollout, -goal)  # an earlier episode draws samples
+    used.reset()
+    np.testing.assert_array_equal(used.plan(np.zeros(4), identity_rollout, goal).targets, fresh)
+
+
 def test_prior_seeds_a_fresh_search():
     cfg = ModelConfig(image_size=16, latent_channels=2, ae_width=8, horizon=8, context=2,
                       memory=0, widths=(8, 16), emb_dim=16, prompt_features=2)  # fmt: skip

@@ -202,8 +202,10 @@ class Planner:
         self._previous: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def reset(self) -> None:
-        """Forget the previous plan (a new episode or goal)."""
+        """Forget the previous plan and restart the sampling stream (a new episode or goal):
+        a replay of an episode plans exactly as it did, whatever ran before it in the process."""
         self._previous = None
+        self._generator.manual_seed(self.cfg.seed)
 
     @torch.no_grad()
     def initial_distribution(

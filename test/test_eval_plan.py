@@ -52,6 +52,19 @@ def test_every_planner_reports_the_same_keys(planner, tiny_model):
     for e in r["per_episode"]:  # the closest approach is never further than start and end
         assert e["min_distance"] <= min(e["start_distance"], e["final_distance"]) + 1e-9
         assert 0.0 <= e["final_joint_error_rad"] < 2 * np.pi
+    # Each episode's start state and goal, as a fingerprint: other seeds, other starts.
+    prints = [e["start_fingerprint"] for e in r["per_episode"]]
+    assert all(len(p) == 16 for p in prints) and prints[0] != prints[1]
+
+
+def test_a_seed_starts_alike_for_every_planner(tiny_model):
+    def prints(planner: str) -> list[str]:
+        r = evaluate_planner(
+            planner, "push", 1, 3, model_dir=tiny_model, cfg=CFG, episode_steps=1, progress=False
+        )
+        return [e["start_fingerprint"] for e in r["per_episode"]]
+
+    assert prints("learned") == prints("oracle")  # (random renders at its own image size)
 
 
 def test_a_failed_replan_is_counted_and_the_episode_goes_on(tiny_model, monkeypatch):

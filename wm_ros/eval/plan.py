@@ -21,6 +21,7 @@ median), replan latency percentiles.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import time
@@ -158,6 +159,9 @@ class EpisodeResult:
     final_joint_error_rad: float = float("nan")
     plan_errors: int = 0  # replans that raised PlanError (the arm held its pose instead)
     replan_ms: list[float] = field(default_factory=list)
+    # SHA-256 (16 hex) of the start state and the goal image: whether two runs of a seed
+    # started alike (other hosts can make other episodes of the same seed, README).
+    start_fingerprint: str = ""
 
 
 @dataclass
@@ -227,6 +231,12 @@ def make_closed_loop(
     return loop
 
 
+def _start_fingerprint(state: np.ndarray, goal_image: np.ndarray) -> str:
+    digest = hashlib.sha256(np.ascontiguousarray(state).tobytes())
+    digest.update(np.ascontiguousarray(goal_image).tobytes())
+    return digest.hexdigest()[:16]
+
+
 def run_episode(
     sim,
     loop: ClosedLoop,
@@ -243,6 +253,7 @@ def run_episode(
     task = sim.task
     start = task.distance(sim)
     result = EpisodeResult(seed, False, 0, start, start, min_distance=start)
+    result.start_fingerprint = _start_fingerprint(sim.get_state(), task.goal_image)
     session, policy = loop.session, None
     if loop.planner == "random":
         policy = RandomSmoothPolicy(seed)
@@ -370,6 +381,7 @@ def evaluate_planner(
                 "min_distance": r.min_distance,
                 "final_joint_error_rad": r.final_joint_error_rad,
                 "plan_errors": r.plan_errors,
+                "start_fingerprint": r.start_fingerprint,
             }
             for r in results
         ],

@@ -389,7 +389,9 @@ class Trainer:
             either = (mask[:, 1:] | mask[:, :1]).float()  # future or last context
             return torch.nn.functional.adaptive_max_pool2d(either, grid)
 
-        weight = 1.0 + w_fg * cells(labels > 0)
+        weight = torch.ones(1, device=self.device)
+        if w_fg > 0:
+            weight = weight + w_fg * cells(labels > 0)
         if w_puck > 0:
             from wm_ros.sim.scene import PUCK_LABEL  # (mujoco: imported only when used)
 

@@ -62,22 +62,29 @@ class Episode:
         return int(self.frames.shape[1])
 
 
+def array_fingerprint(arrays: Iterable[np.ndarray | None]) -> str:
+    """A short SHA-256 (16 hex digits) of arrays in order: their dtypes, shapes and bytes
+    (None counts as a value of its own)."""
+    digest = hashlib.sha256()
+    for a in arrays:
+        if a is None:
+            digest.update(b"none")
+            continue
+        digest.update(f"{a.dtype}{a.shape}".encode())
+        digest.update(np.ascontiguousarray(a).tobytes())
+    return digest.hexdigest()[:16]
+
+
 def episodes_fingerprint(episodes: Sequence[Episode]) -> str:
-    """A short SHA-256 (16 hex digits) of the episodes' frames, joints, actions and labels.
+    """`array_fingerprint` of the episodes' frames, joints, actions and labels.
 
     Two evaluations saw the same data exactly when their fingerprints agree. Seeds alone do not
     settle it: the same seeds collected on another host can give other episodes (MuJoCo's
     contacts amplify the last bits of floating-point differences between CPUs; README).
     """
-    digest = hashlib.sha256()
-    for ep in episodes:
-        for a in (ep.frames, ep.joints, ep.actions, ep.labels):
-            if a is None:
-                digest.update(b"none")
-                continue
-            digest.update(f"{a.dtype}{a.shape}".encode())
-            digest.update(np.ascontiguousarray(a).tobytes())
-    return digest.hexdigest()[:16]
+    return array_fingerprint(
+        a for ep in episodes for a in (ep.frames, ep.joints, ep.actions, ep.labels)
+    )
 
 
 def record_episode(sim, policy, steps: int) -> Episode:

@@ -211,16 +211,16 @@ def _spread_words(result: dict) -> str:
     """How far the headline figures could move on another held-out set (their 95% bootstrap
     intervals over windows) and which data they were measured on, when the JSON has them."""
     ci = result["metrics"].get("summary_ci95") or {}
-    parts = [
-        f"{label} {_f(lo, fmt)}-{_f(hi, fmt)}"
-        for key, label, fmt in (
-            ("psnr_at_H", "PSNR at step H", ".2f"),
-            ("arm_iou_mean_1_to_H", "arm IoU", ".3f"),
-            ("puck_err_px_at_H", "puck error", ".2f"),
-        )
-        if ci.get(key)
-        for lo, hi in [ci[key]]
-    ]
+    labels = (
+        ("psnr_at_H", "PSNR at step H", ".2f"),
+        ("arm_iou_mean_1_to_H", "arm IoU", ".3f"),
+        ("puck_err_px_at_H", "puck error", ".2f"),
+    )
+    parts = []
+    for key, label, fmt in labels:
+        if ci.get(key):
+            lo, hi = ci[key]
+            parts.append(f"{label} {_f(lo, fmt)}-{_f(hi, fmt)}")
     words = f" 95% bootstrap intervals over the windows: {', '.join(parts)}." if parts else ""
     if result.get("data_fingerprint"):
         cpu = (result.get("machine") or {}).get("cpu", "?")

@@ -21,7 +21,6 @@ median), replan latency percentiles.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import time
@@ -44,6 +43,7 @@ from wm_ros.config import (
     TaskConfig,
     planning_session_from_yaml,
 )
+from wm_ros.data import array_fingerprint
 from wm_ros.eval.timing import latency_percentiles, machine_info
 from wm_ros.paths import config_path
 from wm_ros.planning.planner import PlanError
@@ -231,12 +231,6 @@ def make_closed_loop(
     return loop
 
 
-def _start_fingerprint(state: np.ndarray, goal_image: np.ndarray) -> str:
-    digest = hashlib.sha256(np.ascontiguousarray(state).tobytes())
-    digest.update(np.ascontiguousarray(goal_image).tobytes())
-    return digest.hexdigest()[:16]
-
-
 def run_episode(
     sim,
     loop: ClosedLoop,
@@ -253,7 +247,7 @@ def run_episode(
     task = sim.task
     start = task.distance(sim)
     result = EpisodeResult(seed, False, 0, start, start, min_distance=start)
-    result.start_fingerprint = _start_fingerprint(sim.get_state(), task.goal_image)
+    result.start_fingerprint = array_fingerprint([sim.get_state(), task.goal_image])
     session, policy = loop.session, None
     if loop.planner == "random":
         policy = RandomSmoothPolicy(seed)

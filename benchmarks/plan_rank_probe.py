@@ -22,6 +22,16 @@ And against the task itself: `task_regret` is the same regret measured on the ta
 after executing each candidate (push: the puck's distance to its goal, reach: the tool's), for
 the model's pick and for the oracle's (how well the cost itself serves the task at this horizon).
 
+And against the puck itself, the model's decoded final frames against the simulator's (the
+puck found by the colour classifier `wm-ros eval predict` uses, fitted on the episodes' start
+frames): `puck_gain`, pooled over states and candidates, is how far the model moves the puck per
+pixel the simulator moves it (least squares through the origin of the 8-step displacement
+vectors: 1 when it imagines the pushes' full reach, 0 when the puck never moves);
+`puck_err_px` is the model's error in the puck's final centroid on candidates that move it
+more than 1 px, beside `puck_copy_err_px` (the puck left where it was); `puck_spearman` the
+rank correlation over candidates of the imagined and the true puck distance to where the goal
+image shows it.
+
 The same figures are given for a reference scorer, `arm_only`: the simulator with the puck held
 where it is (the arm exact, the puck never moving). A model that does no better than it ranks
 candidates by the arm alone, whatever it imagines for the puck.
@@ -84,17 +94,81 @@ def regret(cost: np.ndarray, truth: np.ndarray) -> float:
     return float((truth[int(np.argmin(cost))] - truth.min()) / max(spread, 1e-12))
 
 
-def task_outcome(oracle, task, targets: torch.Tensor) -> np.ndarray:
-    """(N,) the task's distance (m) after executing each candidate's targets (N, H, J) from
-    the oracle's saved state."""
+class RecordingRollout:
+    """A rollout that keeps the latents of its last call (for the puck figures)."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.last = inner, None
+
+    def __call__(self, targets: torch.Tensor) -> torch.Tensor:
+        self.last = self.inner(targets)
+        return self.last
+
+
+def puck_pixel(sim) -> np.ndarray:
+    """(2,) the puck's centroid (row, col) in the simulator's current image, px (NaN: hidden)."""
+    from wm_ros.eval.metrics import mask_centroid
+
+    centre, _ = mask_centroid(torch.as_tensor(sim.puck_mask()))
+    return centre.numpy()
+
+
+def task_outcome(oracle, task, targets: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """After executing each candidate's targets (N, H, J) from the oracle's saved state: the
+    task's distance (N,), m, and the puck's centroid in the image (N, 2), px."""
     sim, q = oracle.sim, targets.cpu().numpy().astype(np.float64)
-    out = np.empty(len(q))
+    out, puck = np.empty(len(q)), np.empty((len(q), 2))
     for i in range(len(q)):
         sim.set_state(oracle.state)
         for t in range(q.shape[1]):
             sim.step(q[i, t])
-        out[i] = task.distance(sim)
-    return out
+        out[i], puck[i] = task.distance(sim), puck_pixel(sim)
+    return out, puck
+
+
+def imagined_puck(model, latents: torch.Tensor, segmenter) -> np.ndarray:
+    """(N, 2) the puck's centroid (row, col), px, in each candidate's decoded final imagined
+    frame: the densest puck-sized blob of puck-coloured pixels, as `wm-ros eval predict` finds
+    it (NaN where none is)."""
+    from wm_ros.eval.metrics import blob_centroid
+    from wm_ros.eval.predict import PUCK_BLOB_FRACTION
+
+    images = model.decode(latents[:, -1]).clamp(0, 1)  # (N, 3, S, S)
+    _, puck = segmenter.masks(images)
+    radius = max(1, round(PUCK_BLOB_FRACTION * images.shape[-1]))
+    centre, _ = blob_centroid(puck, radius)
+    return centre.cpu().numpy()
+
+
+def puck_figures(pred: np.ndarray, true: np.ndarray, start: np.ndarray, goal: np.ndarray) -> dict:
+    """One state's puck figures (module doc) from centroids (N, 2) imagined and true, the start's
+    (2,) and the goal image's (2,); NaN where the puck was not found."""
+    moved = np.linalg.norm(true - start, axis=1) > 1.0
+    err = np.linalg.norm(pred - true, axis=1)
+    seen = ~np.isnan(err)
+    d_pred, d_true = np.linalg.norm(pred - goal, axis=1), np.linalg.norm(true - goal, axis=1)
+    both = seen & ~np.isnan(d_true)
+    spearman = float("nan")
+    if both.sum() > 2 and np.ptp(d_pred[both]) > 0 and np.ptp(d_true[both]) > 0:
+        spearman = float(np.corrcoef(ranks(d_pred[both]), ranks(d_true[both]))[0, 1])
+    use = moved & seen
+    return {
+        "puck_spearman": spearman,
+        "puck_err_px": float(err[use].mean()) if use.any() else float("nan"),
+        "puck_copy_err_px": float(np.linalg.norm(true - start, axis=1)[use].mean())
+        if use.any()
+        else float("nan"),
+        "puck_missing": float(1.0 - seen.mean()),
+    }
+
+
+def puck_gain(displacements: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    """Least-squares gain through the origin of imagined on true puck displacements (each
+    (N, 2) pair, px), pooled; pairs with a NaN are left out."""
+    pred = np.concatenate([p for p, _ in displacements])
+    true = np.concatenate([t for _, t in displacements])
+    ok = ~(np.isnan(pred).any(axis=1) | np.isnan(true).any(axis=1))
+    return float((pred[ok] * true[ok]).sum() / max((true[ok] ** 2).sum(), 1e-12))
 
 
 def compare(model_cost: np.ndarray, oracle_cost: np.ndarray) -> dict:
@@ -147,6 +221,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     os.environ.setdefault("MUJOCO_GL", "egl")
     from wm_ros.config import planning_session_from_yaml
+    from wm_ros.eval.metrics import ColourSegmenter, mask_centroid
     from wm_ros.eval.plan import EpisodeSetup, make_closed_loop, task_planner_config
     from wm_ros.eval.timing import machine_info
     from wm_ros.sim import TabletopSim
@@ -166,11 +241,22 @@ def main(argv: list[str] | None = None) -> dict:
     arm_only = ArmOnlyRollout(oracle)
     actions = session.planner.actions
     g = torch.Generator().manual_seed(args.seed)
+    seeds = range(args.seed, args.seed + args.episodes)
+    starts = []  # the colour classifier's fit: every episode's start frame and its labels
+    for seed in seeds:
+        sim.reset(seed)
+        starts.append((sim.render(), sim.segmentation()))
+    segmenter = ColourSegmenter.fit(
+        np.stack([f for f, _ in starts]), np.stack([s for _, s in starts])
+    )
+    displacements = []  # (imagined, true) puck displacements per state, for puck_gain
     rows, t0 = [], time.perf_counter()
     last = max(args.probe_steps)
-    for seed in tqdm(range(args.seed, args.seed + args.episodes), desc="probe", unit="episode"):
+    for seed in tqdm(seeds, desc="probe", unit="episode"):
         sim.reset(seed)
         task = sim.task
+        goal_image = torch.as_tensor(np.array(task.goal_image)).permute(2, 0, 1).float() / 255.0
+        goal_puck, _ = mask_centroid(segmenter.masks(goal_image)[1])
         cam = sim.camera_model()
         session.reset()
         session.set_camera(cam.width, cam.height, cam.k.ravel(), cam.d)
@@ -194,18 +280,25 @@ def main(argv: list[str] | None = None) -> dict:
                 future = torch.as_tensor(np.array(future), dtype=torch.float32)
                 base = actions.offsets_of(future[actions.knot_steps - 1], torch.as_tensor(q))
                 params = candidates(base, cfg.planner.cem.init_std, args.candidates, g)
-                model_cost = 0.0
+                model_cost, recorder = 0.0, RecordingRollout(session.rollout)
                 for k in range(args.draws):  # the noise seed is the rollout's (shared by all)
                     session.rollout.seed = cfg.planner.seed + k
-                    model_cost = model_cost + session.score(now, params).cpu().numpy() / args.draws
+                    cost = session.score(now, params, rollout=recorder).cpu().numpy()
+                    model_cost = model_cost + cost / args.draws
+                if args.task == "push":
+                    pred_puck = imagined_puck(session.rollout.model, recorder.last, segmenter)
+                    start_puck = puck_pixel(sim)
                 oracle.set_state(state)
                 oracle_cost = session.score(now, params, rollout=oracle).cpu().numpy()
                 arm_cost = session.score(now, params, rollout=arm_only).cpu().numpy()
                 arm = {f"arm_only_{k}": v for k, v in compare(arm_cost, oracle_cost).items()}
                 q0 = torch.as_tensor(q, dtype=torch.float32)
                 targets = actions.to_targets(actions.project(params, q0), q0)
-                truth = task_outcome(oracle, task, targets)
+                truth, true_puck = task_outcome(oracle, task, targets)
                 row = {"seed": seed, "step": step, **compare(model_cost, oracle_cost), **arm}
+                if args.task == "push":
+                    row.update(puck_figures(pred_puck, true_puck, start_puck, goal_puck.numpy()))
+                    displacements.append((pred_puck - start_puck, true_puck - start_puck))
                 row["task_regret"] = regret(model_cost, truth)
                 row["arm_only_task_regret"] = regret(arm_cost, truth)
                 row["oracle_task_regret"] = regret(oracle_cost, truth)
@@ -215,7 +308,8 @@ def main(argv: list[str] | None = None) -> dict:
     sim.close()
 
     def mean(key: str, subset: list[dict]) -> float:
-        return float(np.mean([r[key] for r in subset]))
+        values = np.array([r[key] for r in subset], dtype=float)
+        return float(np.nanmean(values)) if not np.isnan(values).all() else float("nan")
 
     keys = [k for k in rows[0] if k not in ("seed", "step")]
     by_step = {
@@ -232,7 +326,10 @@ def main(argv: list[str] | None = None) -> dict:
         "draws": args.draws,
         "scales_rad": SCALES_RAD,
         "planner_config": cfg.planner.to_dict(),
-        "summary": {k: mean(k, rows) for k in keys},
+        "summary": {
+            **{k: mean(k, rows) for k in keys},
+            **({"puck_gain": puck_gain(displacements)} if displacements else {}),
+        },
         "by_step": by_step,
         "per_state": rows,
         "wall_s": time.perf_counter() - t0,
@@ -256,6 +353,18 @@ def main(argv: list[str] | None = None) -> dict:
         f"  oracle    scripted_rank {summary['scripted_rank_oracle']:.3f}, "
         f"task_regret {summary['oracle_task_regret']:.3f}"
     )
+    if displacements:
+        cells = []
+        for k in ("puck_spearman", "puck_err_px", "puck_copy_err_px"):
+            v = np.array([r[k] for r in rows], dtype=float)
+            v = v[~np.isnan(v)]
+            se = v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else float("nan")
+            cells.append(f"{k} {v.mean():.3f} +- {se:.3f}")
+        print(
+            f"  puck      gain {summary['puck_gain']:.3f}, "
+            + ", ".join(cells)
+            + f", missing {summary['puck_missing']:.3f}"
+        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")

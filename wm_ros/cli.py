@@ -112,9 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--image-size", type=int, default=64, help="square image size, px")
     collect.add_argument(
         "--policy",
-        choices=("explore", "poses"),  # wm_ros.sim.exploration.POLICIES (not imported: mujoco)
+        choices=("explore", "pushes", "poses"),  # exploration.POLICIES (not imported: mujoco)
         default="explore",
         help="explore: the world model's data (joint motion and sweeps through the puck); "
+        "pushes: the same with 70%% of the sweeps ending in a planner-like push plan (knot "
+        "offsets around a straight push or holding); "
         "poses: joint motion over 0.95 x the limits, half the waypoints at its edges (the "
         "goal-pose estimator's data)",
     )

@@ -107,7 +107,7 @@ class RecordingRollout:
 
 def puck_pixel(sim) -> np.ndarray:
     """(2,) the puck's centroid (row, col) in the simulator's current image, px (NaN: hidden)."""
-    from wm_ros.eval.metrics import mask_centroid
+    from wm_ros.centroids import mask_centroid
 
     centre, _ = mask_centroid(torch.as_tensor(sim.puck_mask()))
     return centre.numpy()
@@ -130,7 +130,7 @@ def imagined_puck(model, latents: torch.Tensor, segmenter) -> np.ndarray:
     """(N, 2) the puck's centroid (row, col), px, in each candidate's decoded final imagined
     frame: the densest puck-sized blob of puck-coloured pixels, as `wm-ros eval predict` finds
     it (NaN where none is)."""
-    from wm_ros.eval.metrics import blob_centroid
+    from wm_ros.centroids import blob_centroid
     from wm_ros.eval.predict import PUCK_BLOB_FRACTION
 
     images = model.decode(latents[:, -1]).clamp(0, 1)  # (N, 3, S, S)
@@ -220,8 +220,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     os.environ.setdefault("MUJOCO_GL", "egl")
+    from wm_ros.centroids import mask_centroid
     from wm_ros.config import planning_session_from_yaml
-    from wm_ros.eval.metrics import ColourSegmenter, mask_centroid
+    from wm_ros.eval.metrics import ColourSegmenter
     from wm_ros.eval.plan import EpisodeSetup, make_closed_loop, task_planner_config
     from wm_ros.eval.timing import machine_info
     from wm_ros.sim import TabletopSim

@@ -1,10 +1,18 @@
-"""The planning costs: the robot mask and the multi-scale goal distance (wm_ros.planning.costs)."""
+"""The planning costs: the robot mask, the multi-scale goal distance and the object term
+(wm_ros.planning.costs)."""
 
 import pytest
 import torch
 
 from wm_ros.config import CostConfig
-from wm_ros.planning.costs import latent_goal_cost, plan_cost, robot_cells
+from wm_ros.planning.costs import (
+    OBJECT_MISSING_FRACTION,
+    latent_goal_cost,
+    object_centroid,
+    object_goal_distance,
+    plan_cost,
+    robot_cells,
+)
 
 
 def blob(x: int, size: int = 16) -> torch.Tensor:
@@ -71,3 +79,50 @@ def test_a_final_step_rollout_costs_the_same_and_goal_all_refuses_it():
     assert float(last) == float(full) > 0  # the mask of the last step went with it
     with pytest.raises(ValueError, match="goal_all needs all 3 steps"):
         plan_cost(cfg.replace(goal_all=1.0), latents=steps[None, -1:], **common)
+
+
+def scene(row: int, col: int, size: int = 64) -> torch.Tensor:
+    """(3, size, size) table-brown image with a white 7x7 object centred at (row, col) and a
+    single stray white pixel in a corner."""
+    image = torch.empty(3, size, size)
+    image[:] = torch.tensor([0.5, 0.45, 0.4])[:, None, None]
+    image[:, row - 3 : row + 4, col - 3 : col + 4] = 0.95
+    image[:, 1, 1] = 0.95
+    return image
+
+
+def test_the_object_is_found_by_its_colour_and_its_distance_costs():
+    cfg = CostConfig(object_goal=0.01)
+    images = torch.stack([scene(20, 30), scene(20, 40), torch.full((3, 64, 64), 0.5)])
+    centre, found = object_centroid(images, cfg)
+    assert found.tolist() == [True, True, False]
+    assert centre[:2].tolist() == [[20.0, 30.0], [20.0, 40.0]]  # the stray pixel ignored
+    d2 = object_goal_distance(images, torch.tensor([20.0, 30.0]), cfg)
+    missing = (OBJECT_MISSING_FRACTION * 64) ** 2
+    assert d2.tolist() == pytest.approx([0.0, 100.0, missing])
+    # Another colour: the white object is no longer it.
+    red = object_centroid(images, CostConfig(object_rgb=(0.9, 0.1, 0.1)))[1]
+    assert not red.any()
+    targets, q0 = torch.zeros(3, 1, 2), torch.zeros(2)
+    cost = plan_cost(
+        cfg, latents=None, goal_latent=None, targets=targets, q0=q0,
+        clipped_by=torch.zeros(3), object_d2=d2,
+    )  # fmt: skip
+    assert cost.tolist() == pytest.approx([0.0, 1.0, 0.01 * missing])
+    off = plan_cost(
+        cfg.replace(object_goal=0.0), latents=None, goal_latent=None, targets=targets, q0=q0,
+        clipped_by=torch.zeros(3), object_d2=d2,
+    )  # fmt: skip
+    assert off.tolist() == [0.0, 0.0, 0.0]
+
+
+def test_object_settings_are_checked():
+    with pytest.raises(ValueError, match="object_rgb"):
+        CostConfig(object_rgb=(1.2, 0.0, 0.0))
+    with pytest.raises(ValueError, match="object_rgb"):
+        CostConfig(object_rgb=(1.0, 0.0))
+    with pytest.raises(ValueError, match="object_tolerance"):
+        CostConfig(object_tolerance=0.0)
+    with pytest.raises(ValueError, match="object_goal"):
+        CostConfig(object_goal=-1.0)
+    assert CostConfig.from_dict({"object_rgb": [0.1, 0.2, 0.3]}).object_rgb == (0.1, 0.2, 0.3)

@@ -11,16 +11,15 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 
+from wm_ros.centroids import blob_centroid, mask_centroid
 from wm_ros.cli import main
 from wm_ros.config import ModelConfig
 from wm_ros.data import sim_episodes
 from wm_ros.eval.metrics import (
     ColourSegmenter,
-    blob_centroid,
     bootstrap_ci,
     centroid_error,
     label_masks,
-    mask_centroid,
     mask_iou,
     psnr,
     ssim,

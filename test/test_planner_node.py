@@ -180,6 +180,9 @@ class _BlockingSession:
     def goal_pose_status(self):
         return {"goal_pose": "none", "goal_pose_fit_px": None}
 
+    def goal_object_status(self):
+        return {"goal_object": "off", "goal_object_px": None}
+
 
 @pytest.mark.ros
 def test_inputs_are_taken_while_a_replan_runs_and_deactivate_waits_for_it(tiny_model):

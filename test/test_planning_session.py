@@ -7,6 +7,7 @@ import torch
 from wm_ros.config import CEMConfig, ModelConfig, PlannerConfig, PlanningSessionConfig, SimConfig
 from wm_ros.model import WorldModel
 from wm_ros.planning.actions import ToolDeltaActions
+from wm_ros.planning.costs import OBJECT_MISSING_FRACTION
 from wm_ros.planning.session import FrameHistory, PlanningSession, PlanSkippedError
 from wm_ros.sim import TabletopSim
 
@@ -95,6 +96,45 @@ def test_a_replan_from_simulator_observations_is_within_limits(session, sim):
     bad = PlanningSessionConfig(planner=CFG.planner.replace(horizon=6, knots=0))
     with pytest.raises(ValueError, match="not a multiple"):
         PlanningSession(bad, WorldModel(TINY).eval())  # 6 steps vs the model's chunks of 4
+
+
+def test_the_object_term_finds_the_goal_object_and_scores_decoded_candidates(sim):
+    """With cost.object_goal the session finds the object in the goal image, scores each
+    candidate's decoded final frame against it, and says when the goal has no such object."""
+    cost = CFG.planner.cost.replace(object_goal=1.0, object_radius_px=1)
+    cfg = PlanningSessionConfig(planner=CFG.planner.replace(cost=cost))
+    torch.manual_seed(0)
+    session = PlanningSession(cfg, WorldModel(TINY).eval())
+    assert session.goal_object_status()["goal_object"] == "no_goal"
+    feed_camera(session, sim)
+    for i in range(3):
+        session.add_image(sim.render(), 10.0 + 0.1 * i)
+    q = sim.joint_positions()
+    session.set_joints(sim.joint_names, q, 10.2)
+    goal = np.full((32, 32, 3), 120, np.uint8)
+    goal[20:24, 8:12] = 242  # a white object, at the model's 16 px: rows 10-11, cols 4-5
+    session.set_goal(goal)
+    status = session.goal_object_status()
+    assert status == {"goal_object": "found", "goal_object_px": [10.5, 4.5]}
+    params = torch.zeros(2, *session.actions.shape)
+    params[1] += 0.3
+    with_term = session.score(10.25, params)
+    plain = PlanningSession(CFG, session.model)
+    feed_camera(plain, sim)
+    for i in range(3):
+        plain.add_image(sim.render(), 10.0 + 0.1 * i)
+    plain.set_joints(sim.joint_names, q, 10.2)
+    plain.set_goal(goal)
+    without = plain.score(10.25, params)
+    # The untrained model's frames hold no white blob: each candidate pays the missing cost.
+    missing = (OBJECT_MISSING_FRACTION * 16) ** 2
+    assert (with_term - without).tolist() == pytest.approx([missing, missing], rel=1e-4)
+    session.set_goal(np.full((32, 32, 3), 120, np.uint8))  # no object in this goal
+    assert session.goal_object_status()["goal_object"] == "not_found"
+    plain.set_goal(np.full((32, 32, 3), 120, np.uint8))
+    torch.testing.assert_close(session.score(10.25, params), plain.score(10.25, params))
+    result, _ = session.replan(10.25)  # plans on without the term
+    assert np.isfinite(result.cost)
 
 
 def test_tool_axes_plan_tool_motions_within_the_joint_limits(sim):

@@ -655,6 +655,15 @@ class CostConfig(ConfigBase):
             beyond this. With a pose estimated from the goal image (PlannerConfig.goal_pose), the
             joint term then keeps the search in the estimate's basin and the image terms set
             the precision within it.
+        object_goal: weight per px^2 (at the model's image size) of the squared distance
+            between an object's place in the imagined final frame (decoded) and in the goal
+            image: the object is the densest blob of pixels within object_tolerance of
+            object_rgb. A pushed object weighs little in a whole-image distance beside the arm;
+            this term weighs it by where it is. 0: off.
+        object_rgb: the object's colour, RGB in [0, 1] (the simulator's puck: white).
+        object_tolerance: RGB distance (0 to sqrt(3)) within which a pixel is the object's.
+        object_radius_px: half-size of the square, px, the object's centroid is taken in (about
+            the object's radius), so stray pixels of its colour elsewhere do not move it.
     """
 
     goal_final: float = 1.0
@@ -665,13 +674,24 @@ class CostConfig(ConfigBase):
     robot_mask_px: float = 0.0
     pyramid: int = 1
     joint_goal_margin: float = 0.0
+    object_goal: float = 0.0
+    object_rgb: tuple[float, ...] = (0.95, 0.95, 0.95)
+    object_tolerance: float = 0.25
+    object_radius_px: int = 4
 
     def __post_init__(self) -> None:
         for name, value in self.to_dict().items():
-            if value < 0:
+            if not isinstance(value, list) and value < 0:
                 raise ValueError(f"cost weight {name} must be >= 0, got {value}")
         if self.pyramid not in (1, 2, 3):
             raise ValueError(f"pyramid must be 1, 2 or 3, got {self.pyramid}")
+        if len(self.object_rgb) != 3 or not all(0.0 <= c <= 1.0 for c in self.object_rgb):
+            raise ValueError(f"object_rgb must be 3 values in [0, 1], got {self.object_rgb}")
+        if self.object_tolerance <= 0 or self.object_radius_px < 1:
+            raise ValueError(
+                f"object_tolerance must be > 0 and object_radius_px >= 1, got "
+                f"{self.object_tolerance} and {self.object_radius_px}"
+            )
 
 
 GOAL_POSE_SOURCES = ("auto", "given", "image")  # PlannerConfig.goal_pose

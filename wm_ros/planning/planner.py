@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from wm_ros.config import PlannerConfig
+from wm_ros.config import CostConfig, PlannerConfig
 from wm_ros.planning.actions import JointDeltaActions
 from wm_ros.planning.cem import cem
-from wm_ros.planning.costs import plan_cost, robot_cells
+from wm_ros.planning.costs import object_goal_distance, plan_cost, robot_cells
 from wm_ros.planning.prior import ActionPrior
 
 Rollout = Callable[[torch.Tensor], torch.Tensor]
@@ -179,6 +179,26 @@ class RobotMasker:
         return robot_cells(self.prompts(targets), self.dilate_px, self.cells)
 
 
+class ObjectGoal:
+    """Imagined latents (N, H', c, h, w) -> (N,) squared distance, px^2, between the object
+    in each candidate's decoded final frame and in the goal image (costs.object_goal_distance):
+    the cost's object_goal term.
+
+    Args:
+        decode: the world model's decoder, latents (N, c, h, w) -> (N, 3, S, S) in [0, 1].
+        goal_px: (2,) the object's centroid (row, col) in the goal image, px.
+        cfg: the cost settings (object colour, tolerance, blob size).
+    """
+
+    def __init__(self, decode: Callable, goal_px: torch.Tensor, cfg: CostConfig) -> None:
+        self.decode, self.goal_px, self.cfg = decode, goal_px, cfg
+
+    @torch.no_grad()
+    def __call__(self, latents: torch.Tensor) -> torch.Tensor:
+        images = self.decode(latents[:, -1]).clamp(0, 1)
+        return object_goal_distance(images, self.goal_px, self.cfg)
+
+
 class Planner:
     """CEM replanning with warm starts (module doc).
 
@@ -242,6 +262,7 @@ class Planner:
         goal_latent: torch.Tensor | None,
         goal_joints: torch.Tensor | None,
         masker: Callable[[torch.Tensor], torch.Tensor] | None,
+        objects: ObjectGoal | None = None,
         timing: dict[str, float],
     ):
         """The CEM cost of one replan from q: (params (N, P, D), clipped_by (N,)) -> (N,);
@@ -272,6 +293,7 @@ class Planner:
                 clipped_by=clipped_by,
                 goal_joints=goal_joints,
                 masked=masked,
+                object_d2=None if objects is None else objects(latents),
             )
 
         return cost
@@ -286,6 +308,7 @@ class Planner:
         *,
         goal_joints: torch.Tensor | None = None,
         masker: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        objects: ObjectGoal | None = None,
     ) -> torch.Tensor:
         """The costs (N,) plan() would give candidates params (N, P, D) from q0 (projected
         into the limits first, as CEM's samples are): to compare scorers on the same
@@ -296,7 +319,7 @@ class Planner:
         clipped_by = (params - feasible).pow(2).flatten(1).sum(dim=1)
         cost = self._cost(
             q, rollout=rollout, goal_latent=goal_latent, goal_joints=goal_joints, masker=masker,
-            timing={"rollout": 0.0},
+            objects=objects, timing={"rollout": 0.0},
         )  # fmt: skip
         return cost(feasible, clipped_by)
 
@@ -312,13 +335,14 @@ class Planner:
         elapsed_steps: int = 1,
         imagine: bool = True,
         masker: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        objects: ObjectGoal | None = None,
     ) -> PlanResult:
         """One replan from the current joints q0 (J,) toward the goal; `elapsed_steps`:
         control steps since the previous replan (its plan is shifted that far to warm start);
         `imagine`: roll the best plan out once more for its imagined latents (display only).
         masker: targets (N, H, J) -> (N, H, h, w) robot cells (RobotMasker), used when the
         cost's robot_mask_px is on; with goal_joints (J,) the goal's robot cells are left out
-        too.
+        too. objects: the cost's object term (ObjectGoal), used when object_goal is on.
 
         Raises:
             PlanError: the best plan violates a limit (never expected: the sampler projects
@@ -331,7 +355,7 @@ class Planner:
         timing = {"init": (time.perf_counter() - t0) * 1e3, "rollout": 0.0}
         cost = self._cost(
             q, rollout=rollout, goal_latent=goal_latent, goal_joints=goal_joints, masker=masker,
-            timing=timing,
+            objects=objects, timing=timing,
         )  # fmt: skip
         result = cem(
             cost,

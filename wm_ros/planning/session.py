@@ -30,7 +30,9 @@ from wm_ros.model.autoencoder import to_uint8_images
 from wm_ros.paths import ARM_URDF, share_dir
 from wm_ros.planning.actions import JointDeltaActions, ToolDeltaActions
 from wm_ros.planning.backends import planning_world
+from wm_ros.planning.costs import object_centroid
 from wm_ros.planning.planner import (
+    ObjectGoal,
     Planner,
     PlanResult,
     PromptDrawer,
@@ -174,6 +176,7 @@ class PlanningSession:
         self._joints: tuple[np.ndarray, float] | None = None
         self._goal: torch.Tensor | None = None
         self._goal_image: np.ndarray | None = None  # at the model's size
+        self._goal_object: torch.Tensor | None = None  # (2,) px, with cost.object_goal
         self._goal_generation = 0  # bumped by every set_goal: a replan spanning one is dropped
         self._last_plan_stamp: float | None = None
         self._lock = threading.Lock()
@@ -272,8 +275,14 @@ class PlanningSession:
         with torch.no_grad():
             latent = self.world.encode_frames(goal[None])[0]
         keypoints = None if self.pose is None else self.pose.keypoints(goal[None])[0]
+        goal_object = None
+        if self.cfg.planner.cost.object_goal > 0:
+            image = torch.as_tensor(np.array(goal), device=self.device).permute(2, 0, 1)
+            centre, found = object_centroid(image[None].float() / 255.0, self.cfg.planner.cost)
+            goal_object = centre[0] if bool(found[0]) else None
         with self._lock:
             self._goal_image, self._goal, self._goal_stamp = goal, latent, stamp
+            self._goal_object = goal_object
             self._goal_keypoints, self._goal_pose_estimate = keypoints, None
             self._goal_pose_residual = None
             self._goal_generation += 1
@@ -339,6 +348,19 @@ class PlanningSession:
             used = self._goal_pose_estimate is not None
             return {"goal_pose": "image" if used else "unfit", "goal_pose_fit_px": fit}
 
+    def goal_object_status(self) -> dict:
+        """For diagnostics: whether the cost's object term is in use ("off": object_goal is 0;
+        "found"; "not_found": no pixel of the goal image has the object's colour, so the term
+        drops out) and where the object is in the goal image, px (row, col) at the model's
+        size."""
+        with self._lock:
+            if self.cfg.planner.cost.object_goal <= 0:
+                return {"goal_object": "off", "goal_object_px": None}
+            if self._goal_object is None:
+                status = "not_found" if self._goal is not None else "no_goal"
+                return {"goal_object": status, "goal_object_px": None}
+            return {"goal_object": "found", "goal_object_px": self._goal_object.tolist()}
+
     def _given_goal_joints(self) -> np.ndarray | None:
         """The goal joint state that belongs to the current goal image, or None."""
         if self._goal_joints is None or self._goal is None:
@@ -390,12 +412,16 @@ class PlanningSession:
     def _inputs(self, now: float) -> dict:
         """What a replan at `now` plans from, read in one consistent snapshot (the inputs keep
         arriving while it plans), with the model's context set from the frames: q, stamp,
-        goal (latent), goal_joints (tensor or None), masker, generation, rollout, and elapsed:
-        control steps since the last plan's image (1 when none)."""
+        goal (latent), goal_joints (tensor or None), masker, objects (the object term or None),
+        generation, rollout, and elapsed: control steps since the last plan's image (1 when
+        none)."""
         with self._lock:
             q, stamp = self.check(now)
             model_rollout, goal, generation = self.rollout, self._goal, self._goal_generation
             masker, goal_q = self.masker, self.goal_joints()
+            objects = None
+            if self._goal_object is not None:
+                objects = ObjectGoal(self.world.decode, self._goal_object, self.cfg.planner.cost)
             frames = self.history.frames()
             elapsed = 1
             if self._last_plan_stamp is not None:  # warm start from where the last plan is now
@@ -408,6 +434,7 @@ class PlanningSession:
             "goal": goal,
             "goal_joints": None if goal_q is None else torch.as_tensor(goal_q, dtype=torch.float32),
             "masker": masker,
+            "objects": objects,
             "generation": generation,
             "rollout": model_rollout,
             "elapsed": elapsed,
@@ -429,6 +456,7 @@ class PlanningSession:
             elapsed_steps=inp["elapsed"],
             imagine=imagine,
             masker=inp["masker"],
+            objects=inp["objects"],
         )
         with self._lock:
             if inp["generation"] != self._goal_generation:
@@ -450,6 +478,7 @@ class PlanningSession:
             inp["goal"],
             goal_joints=inp["goal_joints"],
             masker=inp["masker"],
+            objects=inp["objects"],
         )
 
     @torch.no_grad()

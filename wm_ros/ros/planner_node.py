@@ -264,6 +264,11 @@ class PlannerNode(LifecycleNode):
             if fit["goal_pose"] == "unfit":  # planning on without a goal pose
                 level = diagnostics.ERROR if level == diagnostics.ERROR else diagnostics.WARN
                 message = "no arm pose fits the goal image; planning without the joint-goal term"
+            found = self.session.goal_object_status()
+            values.update(goal_object=found["goal_object"])
+            if found["goal_object"] == "not_found":  # planning on without the object term
+                level = diagnostics.ERROR if level == diagnostics.ERROR else diagnostics.WARN
+                message = "no object of cost.object_rgb in the goal image; planning without it"
         self.diag_pub.publish(
             diagnostics.array(
                 self.get_clock().now().to_msg(),

@@ -14,7 +14,8 @@ skeleton, drawn like the visual action prompts: in each imagined step and, when 
 goal) drop out of the distance, to judge the scene alone; beware that a candidate can then hide
 a difference under the arm. With `object_goal`, an object found by its colour in the decoded
 final imagined frame is compared with its place in the goal image, in pixels: on the simulator's
-pushes this doubled the learned model's successes (README, closed-loop push).
+pushes it helps the oracle rank candidates a lot and the learned model a little (README,
+closed-loop push).
 """
 
 from __future__ import annotations

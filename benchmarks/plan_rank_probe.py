@@ -143,7 +143,7 @@ def imagined_puck(model, latents: torch.Tensor, segmenter) -> np.ndarray:
 def puck_figures(pred: np.ndarray, true: np.ndarray, start: np.ndarray, goal: np.ndarray) -> dict:
     """One state's puck figures (module doc) from centroids (N, 2) imagined and true, the start's
     (2,) and the goal image's (2,); NaN where the puck was not found."""
-    moved = np.linalg.norm(true - start, axis=1) > 1.0
+    shift = np.linalg.norm(true - start, axis=1)  # how far the simulator moved it, px
     err = np.linalg.norm(pred - true, axis=1)
     seen = ~np.isnan(err)
     d_pred, d_true = np.linalg.norm(pred - goal, axis=1), np.linalg.norm(true - goal, axis=1)
@@ -151,13 +151,11 @@ def puck_figures(pred: np.ndarray, true: np.ndarray, start: np.ndarray, goal: np
     spearman = float("nan")
     if both.sum() > 2 and np.ptp(d_pred[both]) > 0 and np.ptp(d_true[both]) > 0:
         spearman = float(np.corrcoef(ranks(d_pred[both]), ranks(d_true[both]))[0, 1])
-    use = moved & seen
+    use = (shift > 1.0) & seen
     return {
         "puck_spearman": spearman,
         "puck_err_px": float(err[use].mean()) if use.any() else float("nan"),
-        "puck_copy_err_px": float(np.linalg.norm(true - start, axis=1)[use].mean())
-        if use.any()
-        else float("nan"),
+        "puck_copy_err_px": float(shift[use].mean()) if use.any() else float("nan"),
         "puck_missing": float(1.0 - seen.mean()),
     }
 

@@ -20,6 +20,24 @@ import torch
 from wm_ros.planning.cem import shift
 
 
+def knot_steps(horizon: int, knots: int) -> np.ndarray:
+    """(P,) the 1-based step each of P knots sits at, evenly over H steps; step 0 is the
+    current pose."""
+    return np.round((np.arange(knots) + 1) * horizon / knots).astype(int)
+
+
+def knot_weights(horizon: int, knots: int) -> np.ndarray:
+    """(H, P + 1) linear interpolation weights from [q0, knot 1..P] to the H steps."""
+    w = np.zeros((horizon, knots + 1))
+    at = np.concatenate([[0], knot_steps(horizon, knots)])
+    for h in range(1, horizon + 1):
+        k = np.searchsorted(at, h)  # first knot at or after step h
+        a, b = at[k - 1], at[k]
+        w[h - 1, k] = (h - a) / (b - a)
+        w[h - 1, k - 1] = 1.0 - w[h - 1, k]
+    return w
+
+
 class JointDeltaActions:
     """Knots of joint offsets for a subset of joints.
 
@@ -70,20 +88,11 @@ class JointDeltaActions:
         self.lower = torch.as_tensor(lower, **f32)
         self.upper = torch.as_tensor(upper, **f32)
         self.velocity = torch.as_tensor(velocity, **f32)
-        # Knot k sits at step knot_steps[k] (1-based); step 0 is the current pose.
-        steps = np.round((np.arange(knots) + 1) * horizon / knots).astype(int)
+        steps = knot_steps(horizon, knots)
         self.knot_steps = torch.as_tensor(steps, device=device)
         gaps = np.diff(np.concatenate([[0], steps]))  # steps between consecutive knots
         self._max_step = torch.as_tensor(gaps, **f32)[:, None] * dt  # (P, 1) seconds
-        # Interpolation weights (H, P + 1) from [q0, knots] to the H steps.
-        w = np.zeros((horizon, knots + 1))
-        at = np.concatenate([[0], steps])
-        for h in range(1, horizon + 1):
-            k = np.searchsorted(at, h)  # first knot at or after step h
-            a, b = at[k - 1], at[k]
-            w[h - 1, k] = (h - a) / (b - a)
-            w[h - 1, k - 1] = 1.0 - w[h - 1, k]
-        self._interp = torch.as_tensor(w, **f32)
+        self._interp = torch.as_tensor(knot_weights(horizon, knots), **f32)
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -176,7 +176,7 @@ class PlanningSession:
         self._joints: tuple[np.ndarray, float] | None = None
         self._goal: torch.Tensor | None = None
         self._goal_image: np.ndarray | None = None  # at the model's size
-        self._goal_object: torch.Tensor | None = None  # (2,) px, with cost.object_goal
+        self._objects: ObjectGoal | None = None  # the object term, with cost.object_goal
         self._goal_generation = 0  # bumped by every set_goal: a replan spanning one is dropped
         self._last_plan_stamp: float | None = None
         self._lock = threading.Lock()
@@ -275,14 +275,14 @@ class PlanningSession:
         with torch.no_grad():
             latent = self.world.encode_frames(goal[None])[0]
         keypoints = None if self.pose is None else self.pose.keypoints(goal[None])[0]
-        goal_object = None
-        if self.cfg.planner.cost.object_goal > 0:
+        objects, cost = None, self.cfg.planner.cost
+        if cost.object_goal > 0:
             image = torch.as_tensor(np.array(goal), device=self.device).permute(2, 0, 1)
-            centre, found = object_centroid(image[None].float() / 255.0, self.cfg.planner.cost)
-            goal_object = centre[0] if bool(found[0]) else None
+            centre, found = object_centroid(image[None].float() / 255.0, cost)
+            objects = ObjectGoal(self.world.decode, centre[0], cost) if found[0] else None
         with self._lock:
             self._goal_image, self._goal, self._goal_stamp = goal, latent, stamp
-            self._goal_object = goal_object
+            self._objects = objects
             self._goal_keypoints, self._goal_pose_estimate = keypoints, None
             self._goal_pose_residual = None
             self._goal_generation += 1
@@ -356,10 +356,10 @@ class PlanningSession:
         with self._lock:
             if self.cfg.planner.cost.object_goal <= 0:
                 return {"goal_object": "off", "goal_object_px": None}
-            if self._goal_object is None:
+            if self._objects is None:
                 status = "not_found" if self._goal is not None else "no_goal"
                 return {"goal_object": status, "goal_object_px": None}
-            return {"goal_object": "found", "goal_object_px": self._goal_object.tolist()}
+            return {"goal_object": "found", "goal_object_px": self._objects.goal_px.tolist()}
 
     def _given_goal_joints(self) -> np.ndarray | None:
         """The goal joint state that belongs to the current goal image, or None."""
@@ -418,10 +418,7 @@ class PlanningSession:
         with self._lock:
             q, stamp = self.check(now)
             model_rollout, goal, generation = self.rollout, self._goal, self._goal_generation
-            masker, goal_q = self.masker, self.goal_joints()
-            objects = None
-            if self._goal_object is not None:
-                objects = ObjectGoal(self.world.decode, self._goal_object, self.cfg.planner.cost)
+            masker, goal_q, objects = self.masker, self.goal_joints(), self._objects
             frames = self.history.frames()
             elapsed = 1
             if self._last_plan_stamp is not None:  # warm start from where the last plan is now

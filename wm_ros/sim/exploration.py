@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from wm_ros.planning.actions import knot_weights
 from wm_ros.sim.scripted import contact_distance, rate_limit, segment_clear, solve_ik
 
 if TYPE_CHECKING:
@@ -192,7 +193,7 @@ class ExplorationPolicy:
     def _start_push_plan(self, sim: TabletopSim, steps: int = 8, knots: int = 4) -> None:
         """The push plan's targets (module doc): a straight push from the aim point along the
         sweep's direction (IK per step) or the pose held, plus offsets at `knots` evenly spaced
-        steps interpolated linearly from none at the start, like JointDeltaActions' knots."""
+        steps interpolated linearly from none at the start, with JointDeltaActions' weights."""
         rng = self.rng
         q = sim.target().copy()
         if rng.random() < 1.0 / 3.0:
@@ -206,14 +207,7 @@ class ExplorationPolicy:
             base = np.array(rows)
         std = float(rng.uniform(*self.push_plan_std_rad))
         offsets = rng.normal(0.0, std, size=(knots, base.shape[1]))
-        at = np.linspace(steps / knots, steps, knots)  # 1-based knot steps; step 0: no offset
-        weights = np.stack(
-            [
-                np.interp(np.arange(1, steps + 1), [0.0, *at], np.eye(knots + 1)[i])
-                for i in range(1, knots + 1)
-            ],
-            axis=1,
-        )  # (steps, knots)
+        weights = knot_weights(steps, knots)[:, 1:]  # (steps, knots); q0's column: no offset
         lo, hi = sim.joint_limits[:, 0], sim.joint_limits[:, 1]
         self._plan = np.clip(base + weights @ offsets, lo, hi)
         self._phase = "plan"

@@ -32,12 +32,22 @@ more than 1 px, beside `puck_copy_err_px` (the puck left where it was); `puck_sp
 rank correlation over candidates of the imagined and the true puck distance to where the goal
 image shows it.
 
+How exact must a model be? `--puck-gains G ...` and `--puck-noise-mm S ...` (push) add the task
+regret of a perfect model whose puck has a known error (wm_ros.eval.plan.PuckError): the
+simulator executes every candidate, and its outcome (the puck's distance to its goal) is read
+with the puck moved G times as far as it went (`puck_gain_task_regret_<G>`), or off by the
+candidate's own Gaussian draw of S mm per axis, seeded (`puck_noise_task_regret_<S>mm`).
+`px_per_cm` says how far 1 cm moves the puck's centroid in the image at the probed states, to
+read the levels in pixels. Closed loop, the same model is `wm-ros eval plan --planner oracle
+--oracle-puck-gain G --oracle-puck-noise-mm S` (SimRollout).
+
 The same figures are given for a reference scorer, `arm_only`: the simulator with the puck held
 where it is (the arm exact, the puck never moving). A model that does no better than it ranks
 candidates by the arm alone, whatever it imagines for the puck.
 
     python benchmarks/plan_rank_probe.py [--model models/sim_tabletop] [--task push]
-        [--episodes 10] [--probe-steps 0 3 6] [--candidates 64] [--noise-scale S] [--json F]
+        [--episodes 10] [--probe-steps 0 3 6] [--candidates 64] [--noise-scale S]
+        [--puck-gains 0.3 0.6] [--puck-noise-mm 10 20 50] [--json F]
 
 Planner settings come from config/planner.yaml + the task's file, as `wm-ros eval plan` layers
 them (`--config` replaces them); the budget does not matter here, only the cost and actions.
@@ -124,6 +134,36 @@ def task_outcome(oracle, task, targets: torch.Tensor) -> tuple[np.ndarray, np.nd
             sim.step(q[i, t])
         out[i], puck[i] = task.distance(sim), puck_pixel(sim)
     return out, puck
+
+
+def puck_error_regrets(
+    oracle, task, targets: torch.Tensor, truth: np.ndarray, errors: dict, *, rng
+) -> dict:
+    """Task regret (N,)-candidate `targets` (N, H, J) would have if ranked by their outcome
+    from the oracle's saved state read with each named PuckError in `errors` (the puck moved
+    `gain` times as far as it went, plus the candidate's own N(0, noise_m) draw per axis;
+    TabletopSim.shift_puck), and the image's px per cm of puck motion at the saved state."""
+    sim, q = oracle.sim, targets.cpu().numpy().astype(np.float64)
+    noise = {k: rng.normal(0.0, e.noise_m, (len(q), 2)) for k, e in errors.items()}
+    outcome = {k: np.empty(len(q)) for k in errors}
+    sim.set_state(oracle.state)
+    start = sim.puck_position()[:2]
+    for i in range(len(q)):
+        sim.set_state(oracle.state)
+        for t in range(q.shape[1]):
+            sim.step(q[i, t])
+        moved = sim.puck_position()[:2] - start
+        for k, e in errors.items():
+            shift = noise[k][i] + (e.gain - 1.0) * moved
+            sim.shift_puck(shift)
+            outcome[k][i] = task.distance(sim)
+            sim.shift_puck(-shift)
+    row = {k: regret(outcome[k], truth) for k in errors}
+    sim.set_state(oracle.state)
+    before = puck_pixel(sim)
+    sim.shift_puck(np.array([0.01, 0.0]))
+    row["px_per_cm"] = float(np.linalg.norm(puck_pixel(sim) - before))
+    return row
 
 
 def imagined_puck(model, latents: torch.Tensor, segmenter) -> np.ndarray:
@@ -214,8 +254,36 @@ def main(argv: list[str] | None = None) -> dict:
         default=1,
         help="average the model's cost over this many noise seeds (planner.seed, seed + 1, ...)",
     )
+    parser.add_argument(
+        "--puck-gains",
+        type=float,
+        nargs="+",
+        default=[],
+        help="push: task regret of the simulator reading the puck moved G times as far (doc)",
+    )
+    parser.add_argument(
+        "--puck-noise-mm",
+        type=float,
+        nargs="+",
+        default=[],
+        help="push: task regret of the simulator reading the puck this many mm off (module doc)",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
+    if (args.puck_gains or args.puck_noise_mm) and args.task != "push":
+        parser.error("--puck-gains/--puck-noise-mm need --task push (reach has no puck)")
+    from wm_ros.eval.plan import PuckError
+
+    try:
+        puck_errors = {
+            **{f"puck_gain_task_regret_{g:g}": PuckError(gain=g) for g in args.puck_gains},
+            **{
+                f"puck_noise_task_regret_{s:g}mm": PuckError(noise_m=s * 1e-3)
+                for s in args.puck_noise_mm
+            },
+        }
+    except ValueError as err:
+        parser.error(str(err))
 
     os.environ.setdefault("MUJOCO_GL", "egl")
     from wm_ros.centroids import mask_centroid
@@ -240,6 +308,7 @@ def main(argv: list[str] | None = None) -> dict:
     arm_only = ArmOnlyRollout(oracle)
     actions = session.planner.actions
     g = torch.Generator().manual_seed(args.seed)
+    noise_rng = np.random.default_rng(args.seed)
     seeds = range(args.seed, args.seed + args.episodes)
     starts = []  # the colour classifier's fit: every episode's start frame and its labels
     for seed in seeds:
@@ -301,6 +370,10 @@ def main(argv: list[str] | None = None) -> dict:
                 row["task_regret"] = regret(model_cost, truth)
                 row["arm_only_task_regret"] = regret(arm_cost, truth)
                 row["oracle_task_regret"] = regret(oracle_cost, truth)
+                if puck_errors:
+                    row.update(
+                        puck_error_regrets(oracle, task, targets, truth, puck_errors, rng=noise_rng)
+                    )
                 rows.append({k: v for k, v in row.items() if k != "arm_only_scripted_rank_oracle"})
             sim.step(policy(sim))
     loop.close()
@@ -323,6 +396,8 @@ def main(argv: list[str] | None = None) -> dict:
         "probe_steps": args.probe_steps,
         "candidates": args.candidates,
         "draws": args.draws,
+        "puck_gains": args.puck_gains,
+        "puck_noise_mm": args.puck_noise_mm,
         "scales_rad": SCALES_RAD,
         "planner_config": cfg.planner.to_dict(),
         "summary": {
@@ -363,6 +438,17 @@ def main(argv: list[str] | None = None) -> dict:
             f"  puck      gain {summary['puck_gain']:.3f}, "
             + ", ".join(cells)
             + f", missing {summary['puck_missing']:.3f}"
+        )
+    if puck_errors:
+        cells = []
+        for key in puck_errors:
+            v = np.array([r[key] for r in rows])
+            se = v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else float("nan")
+            level = key.removeprefix("puck_").replace("_task_regret_", " ")
+            cells.append(f"{level} {v.mean():.3f} +- {se:.3f}")
+        print(
+            f"  simulator, its puck read with an error (1 cm = {summary['px_per_cm']:.2f} px), "
+            "task_regret: " + ", ".join(cells)
         )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

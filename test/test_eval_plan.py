@@ -142,3 +142,72 @@ def test_the_oracle_renders_only_the_final_step_when_the_cost_reads_only_that(ti
     finally:
         final_only.close()
         every.close()
+
+
+def test_the_oracle_draws_the_puck_with_a_models_error_and_repeats_per_seed(tiny_model):
+    from wm_ros.config import SimConfig
+    from wm_ros.eval.plan import PuckError, make_closed_loop
+    from wm_ros.sim import TabletopSim
+
+    with pytest.raises(ValueError, match="puck gain"):
+        PuckError(gain=-0.1)
+    with pytest.raises(ValueError, match="puck gain"):
+        PuckError(noise_m=-0.01)
+    sim_cfg = SimConfig(image_width=16, image_height=16)
+    loops = {
+        err: make_closed_loop("oracle", sim_cfg, model_dir=tiny_model, cfg=CFG, oracle_puck=err)
+        for err in (PuckError(), PuckError(noise_m=0.05), PuckError(gain=0.0))
+    }
+    exact, noisy, frozen = loops.values()
+    try:
+        with TabletopSim(sim_cfg) as sim:
+            sim.reset(0)
+            state, q0 = sim.get_state(), torch.as_tensor(sim.joint_positions())
+        # Every candidate holds the pose: the same physics, so only the puck noise differs.
+        held = q0.expand(4, 4, len(q0)).float().clone()
+        for loop in loops.values():
+            loop.oracle.reset(4)
+            loop.oracle.set_state(state)
+        truth, first, second = exact.oracle(held), noisy.oracle(held), noisy.oracle(held)
+        assert torch.allclose(truth[0], truth[1])
+        assert not torch.allclose(first[0], first[1])  # each candidate its own draw
+        assert not torch.allclose(first, second)  # fresh draws at every call
+        noisy.oracle.reset(4)
+        torch.testing.assert_close(noisy.oracle(held), first)  # the same seed, the same draws
+        # A puck that does not move is drawn where it is at any gain.
+        torch.testing.assert_close(frozen.oracle(held), truth)
+        # A push moves it: at gain 0 it is drawn where it started, not where it went.
+        from wm_ros.eval.plan import EpisodeSetup
+        from wm_ros.sim.scripted import scripted_policy
+
+        with TabletopSim(EpisodeSetup().sim_config("push").replace(
+            image_width=16, image_height=16
+        )) as sim:  # fmt: skip
+            sim.reset(0)
+            state, start, policy = sim.get_state(), sim.puck_position(), scripted_policy(sim.task)
+            policy.reset(sim)
+            push = []
+            for _ in range(4):
+                push.append(policy(sim))
+                sim.step(push[-1])
+            assert np.linalg.norm(sim.puck_position() - start) > 0.005
+        push = torch.as_tensor(np.array(push), dtype=torch.float32)[None]
+        for loop in loops.values():
+            loop.oracle.set_state(state)
+        moved = exact.oracle(push)
+        assert not torch.allclose(frozen.oracle(push), moved)
+        torch.testing.assert_close(exact.oracle(push), moved)  # drawing left the physics alone
+    finally:
+        for loop in loops.values():
+            loop.close()
+
+
+def test_cli_misplaced_puck_needs_the_oracle(tiny_model, tmp_path):
+    out = tmp_path / "plan.json"
+    cmd = ["eval", "plan", "--episodes", "1", "--steps", "2", "--json", str(out)]
+    assert main([*cmd, "--planner", "random", "--oracle-puck-noise-mm", "10"]) == 2
+    oracle = [*cmd, "--planner", "oracle", "--model", str(tiny_model), "--samples", "8"]
+    oracle += ["--elites", "2", "--iterations", "1"]
+    assert main([*oracle, "--oracle-puck-noise-mm", "10"]) == 0
+    assert json.loads(out.read_text())["oracle_puck"] == {"gain": 1.0, "noise_m": 0.01}
+    assert main([*oracle, "--oracle-puck-gain", "-1"]) == 2

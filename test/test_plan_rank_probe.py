@@ -47,3 +47,60 @@ def test_puck_figures(probe):
     lost = true.copy()
     lost[:8] = np.nan
     assert probe.puck_figures(lost, true, start, goal)["puck_missing"] == pytest.approx(0.25)
+
+
+class _Oracle:
+    """What puck_error_regrets needs of the oracle rollout: its simulator and saved state."""
+
+    def __init__(self, sim) -> None:
+        self.sim, self.state = sim, sim.get_state()
+
+    def set_state(self, state) -> None:
+        self.state = state
+
+
+def test_puck_error_regret_is_the_simulator_ranking_with_the_puck_misread(probe):
+    import torch
+
+    from wm_ros.eval.plan import EpisodeSetup, PuckError
+    from wm_ros.sim import TabletopSim
+
+    cfg = EpisodeSetup().sim_config("push").replace(image_width=32, image_height=32)
+    with TabletopSim(cfg) as sim:
+        sim.reset(3)
+        task, oracle = sim.task, _Oracle(sim)
+        start = oracle.state.copy()
+        # Candidates that sweep the tip through the workspace: some of them meet the puck.
+        q0 = torch.as_tensor(sim.joint_positions(), dtype=torch.float32)
+        ends = q0 + torch.as_tensor(np.random.default_rng(0).normal(0, 0.6, (12, len(q0))))
+        ramp = torch.linspace(0.125, 1.0, 8)[None, :, None]
+        targets = (q0 + ramp * (ends - q0)[:, None]).float()
+        truth, _ = probe.task_outcome(oracle, task, targets)
+        errors = {
+            "exact": PuckError(),
+            "noise": PuckError(noise_m=0.5),
+            "frozen": PuckError(gain=0.0),
+        }
+        row = probe.puck_error_regrets(
+            oracle, task, targets, truth, errors, rng=np.random.default_rng(0)
+        )
+        assert np.array_equal(oracle.state, start)  # the saved state is left as it was
+        again = probe.puck_error_regrets(
+            oracle, task, targets, truth, errors, rng=np.random.default_rng(0)
+        )
+    assert again == row  # seeded
+    assert row["exact"] == 0.0  # read where it is: the simulator's own pick
+    # Half a metre off, where each candidate leaves the puck is lost in the noise.
+    assert row["noise"] > 0.0
+    # Read where it started, every candidate leaves it there: no candidate looks better.
+    assert row["frozen"] == pytest.approx(1.0)  # the first, a median one (all tie)
+    assert 0.2 < row["px_per_cm"] < 2.0  # 32 px image: about half the 64 px model's figure
+
+
+def test_puck_errors_need_push_and_sound_levels(probe):
+    with pytest.raises(SystemExit):
+        probe.main(["--task", "reach", "--puck-noise-mm", "10"])
+    with pytest.raises(SystemExit):
+        probe.main(["--task", "reach", "--puck-gains", "0.5"])
+    with pytest.raises(SystemExit):
+        probe.main(["--task", "push", "--puck-noise-mm", "-1"])

@@ -214,6 +214,16 @@ def test_puck_slides_and_stops(sim):
     assert abs(moved[2]) < 1e-3  # flat on the table
 
 
+def test_shift_puck_moves_it_and_keeps_its_motion(sim):
+    sim.reset(5)
+    pose(sim, sim.joint_positions(), (0.4, 0.15))
+    sim.data.qvel[sim.model.joint("puck_free").dofadr[0]] = 0.3  # sliding along +x
+    start, velocity = sim.puck_position(), sim.puck_velocity()
+    sim.shift_puck(np.array([0.02, -0.01]))
+    np.testing.assert_allclose(sim.puck_position() - start, [0.02, -0.01, 0.0], atol=1e-12)
+    np.testing.assert_array_equal(sim.puck_velocity(), velocity)
+
+
 def test_render_from_other_threads_and_close_from_any():
     s = TabletopSim()
     expected = s.render()

@@ -53,6 +53,27 @@ log = logging.getLogger(__name__)
 PLANNERS = ("learned", "oracle", "random", "scripted")
 
 
+@dataclass(frozen=True)
+class PuckError:
+    """How the oracle's imagined puck is wrong, so that it stands for a model of known puck
+    error (`wm-ros eval plan --planner oracle --oracle-puck-gain G --oracle-puck-noise-mm S`):
+    every candidate's frames show the puck moved `gain` times as far as it really goes from
+    the replan's start (the shipped model's is about 0.3: benchmarks/plan_rank_probe.py), plus
+    the candidate's own N(0, noise_m) draw per axis, fresh at every call; the physics is the
+    simulator's. The default is the exact oracle."""
+
+    gain: float = 1.0
+    noise_m: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.gain < 0 or self.noise_m < 0:
+            raise ValueError(f"puck gain and noise must be >= 0, got {self.gain}, {self.noise_m}")
+
+    @property
+    def exact(self) -> bool:
+        return self.gain == 1.0 and self.noise_m == 0.0
+
+
 class SimRollout:
     """The oracle's model: candidates (N, H, J) executed in a private simulator from a saved
     state, frames rendered and encoded -> (N, H, c, h, w) latents. A loop over candidates:
@@ -62,17 +83,31 @@ class SimRollout:
     h, w): the final step is all a goal_final-only cost reads, and encoding is most of the
     oracle's time (256 x 3 candidates: ~35 s a replan on one CPU thread with every step, ~6 s
     with the final one). A single candidate (the chosen plan, rolled out again for display) is
-    rendered at every step either way, so reports show each imagined step.
+    rendered at every step either way, so reports show each imagined step. `puck_error` draws
+    the puck where a model of that error would imagine it (PuckError).
     """
 
-    def __init__(self, sim_cfg: SimConfig, model, *, all_steps: bool = True) -> None:
+    def __init__(
+        self,
+        sim_cfg: SimConfig,
+        model,
+        *,
+        all_steps: bool = True,
+        puck_error: PuckError = PuckError(),
+    ) -> None:
         from wm_ros.sim import TabletopSim
 
         self.sim = TabletopSim(sim_cfg)
         self.model = model
         self.all_steps = all_steps
+        self.puck_error = puck_error
         self.device = next(model.parameters()).device
         self.state: np.ndarray | None = None
+        self._rng = np.random.default_rng(0)
+
+    def reset(self, seed: int) -> None:
+        """Seed the puck noise for an episode (the same draws whatever ran before)."""
+        self._rng = np.random.default_rng(seed)
 
     def set_state(self, state: np.ndarray) -> None:
         self.state = state
@@ -84,12 +119,26 @@ class SimRollout:
         s = self.model.cfg.image_size
         shown = range(h) if self.all_steps or n == 1 else range(h - 1, h)
         frames = np.empty((n, len(shown), s, s, 3), dtype=np.uint8)
+        err = self.puck_error
+        noise = self._rng.normal(0.0, err.noise_m, (n, 2)) if err.noise_m else np.zeros((n, 2))
+        self.sim.set_state(self.state)
+        start = self.sim.puck_position()[:2]
         for i in range(n):
             self.sim.set_state(self.state)
             for t in range(h):
                 self.sim.step(q[i, t])
-                if t >= shown.start:
+                if t < shown.start:
+                    continue
+                if err.exact:
                     frames[i, t - shown.start] = self.sim.render()
+                    continue
+                # Drawn where the model would put it; the physics goes on from the true state.
+                state = self.sim.get_state()
+                self.sim.shift_puck(
+                    noise[i] + (err.gain - 1.0) * (self.sim.puck_position()[:2] - start)
+                )
+                frames[i, t - shown.start] = self.sim.render()
+                self.sim.set_state(state)
         return self.model.encode_frames(frames)
 
     def close(self) -> None:
@@ -207,9 +256,11 @@ def make_closed_loop(
     cfg: PlanningSessionConfig | None = None,
     device: str = "cpu",
     send_goal_joints: bool = False,
+    oracle_puck: PuckError = PuckError(),
 ) -> ClosedLoop:
     """Load the model (and prior) and build the session a planner needs; sim_cfg's image size
-    is replaced by the model's. Raises CheckpointError / ValueError on a bad model or config."""
+    is replaced by the model's; the oracle draws the puck with `oracle_puck`'s error
+    (SimRollout). Raises CheckpointError / ValueError on a bad model or config."""
     from wm_ros.planning.session import load_planning_session, resolve_model_dir
 
     if planner not in PLANNERS:
@@ -227,7 +278,7 @@ def make_closed_loop(
         # A cost that reads only the final step needs only the final frame rendered.
         all_steps = cfg.planner.cost.goal_all > 0
         sim_cfg = sim_cfg.replace(image_width=size, image_height=size)
-        loop.oracle = SimRollout(sim_cfg, model, all_steps=all_steps)
+        loop.oracle = SimRollout(sim_cfg, model, all_steps=all_steps, puck_error=oracle_puck)
     return loop
 
 
@@ -244,6 +295,8 @@ def run_episode(
     from wm_ros.sim.scripted import RandomSmoothPolicy, scripted_policy
 
     sim.reset(seed)
+    if loop.oracle is not None:
+        loop.oracle.reset(seed)
     task = sim.task
     start = task.distance(sim)
     result = EpisodeResult(seed, False, 0, start, start, min_distance=start)
@@ -321,8 +374,10 @@ def evaluate_planner(
     episode_steps: int | None = None,
     setup: EpisodeSetup | None = None,
     progress: bool = True,
+    oracle_puck: PuckError = PuckError(),
 ) -> dict:
-    """Closed-loop figures of one planner on `episodes` seeded episodes (module doc)."""
+    """Closed-loop figures of one planner on `episodes` seeded episodes (module doc); the
+    oracle draws the puck with `oracle_puck`'s error (SimRollout)."""
     from wm_ros.sim import TabletopSim
 
     cfg = cfg or PlanningSessionConfig()
@@ -336,6 +391,7 @@ def evaluate_planner(
         cfg=cfg,
         device=device,
         send_goal_joints=setup.goal_pose == "given",
+        oracle_puck=oracle_puck,
     )
     sim_cfg = sim_cfg.replace(image_width=loop.image_size, image_height=loop.image_size)
     results = []
@@ -363,6 +419,7 @@ def evaluate_planner(
         **asdict(setup),
         "model": str(model_dir or cfg.model) if planned else None,
         "planner_config": cfg.planner.to_dict(),
+        **({"oracle_puck": asdict(oracle_puck)} if planner == "oracle" else {}),
         "machine": machine_info(),
         "device": device,
         "per_episode": [
@@ -397,6 +454,14 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         return 2
     cfg = cfg.replace(planner=cfg.planner.replace(cem=cem_cfg))
     try:
+        oracle_puck = PuckError(args.oracle_puck_gain, args.oracle_puck_noise_mm * 1e-3)
+    except ValueError as err:
+        log.error("wm-ros eval plan: %s", err)
+        return 2
+    if not oracle_puck.exact and args.planner != "oracle":
+        log.error("wm-ros eval plan: --oracle-puck-gain and -noise-mm need --planner oracle")
+        return 2
+    try:
         result = evaluate_planner(
             args.planner,
             args.task,
@@ -408,6 +473,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
             replan_every=args.replan_every,
             episode_steps=args.steps,
             setup=EpisodeSetup.from_args(args),
+            oracle_puck=oracle_puck,
         )
     except (CheckpointError, ValueError) as err:
         log.error("wm-ros eval plan: %s", err)
@@ -482,5 +548,17 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=int, help="override planner.cem.num_samples")
     parser.add_argument("--elites", type=int, help="override planner.cem.num_elites")
     parser.add_argument("--iterations", type=int, help="override planner.cem.iterations")
+    parser.add_argument(
+        "--oracle-puck-gain",
+        type=float,
+        default=1.0,
+        help="oracle only: draw each candidate's puck moved G times as far as it goes (PuckError)",
+    )
+    parser.add_argument(
+        "--oracle-puck-noise-mm",
+        type=float,
+        default=0.0,
+        help="oracle only: and off by its own N(0, S mm) per axis (how exact a model must be)",
+    )
     parser.add_argument("--device", default="auto")
     parser.set_defaults(func=_cmd_plan)

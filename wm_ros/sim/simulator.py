@@ -297,6 +297,13 @@ class TabletopSim:
         self.data.qvel[dof : dof + 6] = 0.0
         mujoco.mj_forward(self.model, self.data)
 
+    def shift_puck(self, dxy: np.ndarray) -> None:
+        """Move the puck by `dxy` (2,), metres, on the table, keeping its velocity and
+        orientation (to draw it where a model of known error would: eval.plan.PuckError)."""
+        adr = self._scene.puck_qpos_adr
+        self.data.qpos[adr : adr + 2] += np.asarray(dxy, dtype=np.float64)
+        mujoco.mj_forward(self.model, self.data)
+
     # ------------------------------------------------------------------ camera
 
     def _on_render_thread(self, job: Callable[[mujoco.Renderer], _T]) -> _T:

@@ -144,7 +144,7 @@ def puck_error_regrets(
     `gain` times as far as it went, plus the candidate's own N(0, noise_m) draw per axis;
     TabletopSim.shift_puck), and the image's px per cm of puck motion at the saved state."""
     sim, q = oracle.sim, targets.cpu().numpy().astype(np.float64)
-    noise = {k: rng.normal(0.0, e.noise_m, (len(q), 2)) for k, e in errors.items()}
+    scatter = {k: e.draw(rng, len(q)) for k, e in errors.items()}
     outcome = {k: np.empty(len(q)) for k in errors}
     sim.set_state(oracle.state)
     start = sim.puck_position()[:2]
@@ -152,12 +152,11 @@ def puck_error_regrets(
         sim.set_state(oracle.state)
         for t in range(q.shape[1]):
             sim.step(q[i, t])
-        moved = sim.puck_position()[:2] - start
+        end, moved = sim.get_state(), sim.puck_position()[:2] - start
         for k, e in errors.items():
-            shift = noise[k][i] + (e.gain - 1.0) * moved
-            sim.shift_puck(shift)
+            sim.shift_puck(e.offset(moved, scatter[k][i]))
             outcome[k][i] = task.distance(sim)
-            sim.shift_puck(-shift)
+            sim.set_state(end)
     row = {k: regret(outcome[k], truth) for k in errors}
     sim.set_state(oracle.state)
     before = puck_pixel(sim)

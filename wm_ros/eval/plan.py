@@ -73,6 +73,16 @@ class PuckError:
     def exact(self) -> bool:
         return self.gain == 1.0 and self.noise_m == 0.0
 
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """(n, 2) each candidate's own scatter, metres (zeros without noise, drawn all the
+        same so that the levels after it see the same stream)."""
+        return rng.normal(0.0, self.noise_m, (n, 2))
+
+    def offset(self, moved: np.ndarray, scatter: np.ndarray) -> np.ndarray:
+        """(2,) where to draw a puck that truly `moved` (2,) m since the start, relative to
+        where it is, given a candidate's `scatter` (2,) from draw()."""
+        return scatter + (self.gain - 1.0) * moved
+
 
 class SimRollout:
     """The oracle's model: candidates (N, H, J) executed in a private simulator from a saved
@@ -120,9 +130,10 @@ class SimRollout:
         shown = range(h) if self.all_steps or n == 1 else range(h - 1, h)
         frames = np.empty((n, len(shown), s, s, 3), dtype=np.uint8)
         err = self.puck_error
-        noise = self._rng.normal(0.0, err.noise_m, (n, 2)) if err.noise_m else np.zeros((n, 2))
-        self.sim.set_state(self.state)
-        start = self.sim.puck_position()[:2]
+        if not err.exact:
+            scatter = err.draw(self._rng, n)
+            self.sim.set_state(self.state)
+            start = self.sim.puck_position()[:2]
         for i in range(n):
             self.sim.set_state(self.state)
             for t in range(h):
@@ -134,9 +145,7 @@ class SimRollout:
                     continue
                 # Drawn where the model would put it; the physics goes on from the true state.
                 state = self.sim.get_state()
-                self.sim.shift_puck(
-                    noise[i] + (err.gain - 1.0) * (self.sim.puck_position()[:2] - start)
-                )
+                self.sim.shift_puck(err.offset(self.sim.puck_position()[:2] - start, scatter[i]))
                 frames[i, t - shown.start] = self.sim.render()
                 self.sim.set_state(state)
         return self.model.encode_frames(frames)
